@@ -1,0 +1,320 @@
+"""The ``difflike`` command line: thin wrappers that parse, call the library and print.
+
+Results go to standard output; progress and errors go to standard error. An error
+in the user's input exits with status 2 and a one-line message naming the file,
+channel, sample, modifier or parameter at fault.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+
+def _add_workspace_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("workspace", help="workspace .json or .json.gz")
+    p.add_argument("--patch", help="a JSON patch to apply")
+    p.add_argument("--patchset", help="a patchset .json or .json.gz")
+    p.add_argument("--point", help="the patchset point to apply (its name)")
+    p.add_argument(
+        "--signal-regions",
+        nargs="+",
+        metavar="CHANNEL",
+        help="channels whose signal yields become an input (a signal-region model)",
+    )
+    p.add_argument("--measurement", help="measurement name (default: the first)")
+
+
+def _load(args: argparse.Namespace):
+    import difflike as dl
+
+    return dl.load(
+        args.workspace,
+        patch=args.patch,
+        patchset=args.patchset,
+        point=args.point,
+        signal_regions=args.signal_regions,
+        measurement=args.measurement,
+    )
+
+
+def _table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> str:
+    cells = [[str(c) for c in header]] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = []
+    for n, row in enumerate(cells):
+        lines.append(
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(row, widths))
+            )
+        )
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def describe(model, data) -> dict:
+    """A summary of a model as plain data (what ``difflike info --json`` prints)."""
+    import numpy as np
+
+    config = model.config
+    data = np.asarray(data)
+    nominal = np.asarray(model.nominal)
+    channels = []
+    for name, sl in config.channel_slices.items():
+        samples = [
+            s
+            for k, s in enumerate(config.samples)
+            if np.any(nominal[k, sl] != 0)
+            or (
+                config.signal_regions
+                and k == model.signal_sample
+                and name in config.signal_regions
+            )
+        ]
+        channels.append(
+            {
+                "name": name,
+                "bins": sl.stop - sl.start,
+                "samples": samples,
+                "observed": data[sl].tolist(),
+                "signal_region": name in config.signal_regions,
+            }
+        )
+    by_type = Counter(t for _, t in config.modifiers)
+    parameters = []
+    init, bounds, fixed = (
+        np.asarray(config.init),
+        np.asarray(config.bounds),
+        np.asarray(config.fixed),
+    )
+    for name, (start, stop), constraint, types in zip(
+        config.par_order, config.par_slices, config.par_constraints, config.par_types
+    ):
+        parameters.append(
+            {
+                "name": name,
+                "size": stop - start,
+                "types": list(types),
+                "constraint": constraint,
+                "init": init[start:stop].tolist(),
+                "bounds": bounds[start:stop].tolist(),
+                "fixed": fixed[start:stop].tolist(),
+            }
+        )
+    return {
+        "source": config.source,
+        "measurement": config.measurement,
+        "poi": config.poi_name,
+        "signal_regions": list(config.signal_regions),
+        "channels": channels,
+        "samples": list(config.samples),
+        "modifiers_by_type": dict(sorted(by_type.items())),
+        "parameters": parameters,
+        "npars": config.npars,
+        "nmaindata": config.nmaindata,
+        "nauxdata": config.nauxdata,
+        "interpolation": dict(config.modifier_settings),
+    }
+
+
+def _print_info(summary: dict, out=None) -> None:
+    out = out or sys.stdout
+    print(f"Workspace    {summary['source']}", file=out)
+    print(f"Measurement  {summary['measurement']}", file=out)
+    print(f"POI          {summary['poi']}", file=out)
+    if summary["signal_regions"]:
+        print(
+            f"Signal regions (signal-vector order): {', '.join(summary['signal_regions'])}",
+            file=out,
+        )
+    print(
+        f"Size         {len(summary['channels'])} channels, {summary['nmaindata']} bins, "
+        f"{len(summary['samples'])} samples, {summary['npars']} parameters "
+        f"({len(summary['parameters'])} named), {summary['nauxdata']} auxiliary data",
+        file=out,
+    )
+    interp = summary["interpolation"]
+    print(
+        f"Interpolation normsys {interp['normsys']}, histosys {interp['histosys']}",
+        file=out,
+    )
+    print("", file=out)
+    rows = [
+        (
+            c["name"] + (" (SR)" if c["signal_region"] else ""),
+            c["bins"],
+            len(c["samples"]),
+            ", ".join(f"{v:g}" for v in c["observed"][:6])
+            + (" ..." if c["bins"] > 6 else ""),
+        )
+        for c in summary["channels"]
+    ]
+    print(_table(rows, ("channel", "bins", "samples", "observed")), file=out)
+    print("", file=out)
+    rows = list(summary["modifiers_by_type"].items())
+    print(_table(rows, ("modifier type", "count")), file=out)
+    print("", file=out)
+    rows = []
+    for p in summary["parameters"]:
+        bounds = (
+            p["bounds"][0]
+            if p["size"] == 1
+            else [min(b[0] for b in p["bounds"]), max(b[1] for b in p["bounds"])]
+        )
+        fixed = (
+            "all"
+            if all(p["fixed"])
+            else (f"{sum(p['fixed'])}" if any(p["fixed"]) else "")
+        )
+        rows.append(
+            (
+                p["name"],
+                p["size"],
+                "/".join(p["types"]),
+                p["constraint"] or "free",
+                f"{p['init'][0]:g}",
+                f"[{bounds[0]:g}, {bounds[1]:g}]",
+                fixed,
+            )
+        )
+    print(
+        _table(
+            rows, ("parameter", "size", "type", "constraint", "init", "bounds", "fixed")
+        ),
+        file=out,
+    )
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    model, data = _load(args)
+    summary = describe(model, data)
+    if args.json:
+        json.dump(summary, sys.stdout, indent=1)
+        print()
+    else:
+        _print_info(summary)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import jax
+    import numpy as np
+
+    import difflike as dl
+    from difflike._example import EXAMPLE_SIGNAL_REGIONS
+
+    print(
+        "difflike demo: the built-in example workspace as a signal-region model",
+        file=sys.stderr,
+    )
+    model, data = dl.load(
+        dl.example_workspace(), signal_regions=list(EXAMPLE_SIGNAL_REGIONS)
+    )
+    summary = describe(model, data)
+    _print_info(summary)
+    signal = np.array([4.0, 2.0, 2.5, 1.5])
+    init = model.config.init
+    print("")
+    print(
+        f"signal yields s = {signal.tolist()} in bins of {', '.join(EXAMPLE_SIGNAL_REGIONS)}"
+    )
+    print(
+        f"ln L(init; observed, s)     = {float(model.logpdf(init, data, signal)):.10f}"
+    )
+    print(
+        f"ln L(init; observed, s = 0) = {float(model.logpdf(init, data, 0 * signal)):.10f}"
+    )
+    expected = np.asarray(model.expected_actualdata(init, signal))
+    rows = [
+        (
+            f"{name}[{j}]",
+            f"{float(data[sl.start + j]):g}",
+            f"{expected[sl.start + j]:.3f}",
+        )
+        for name, sl in model.config.channel_slices.items()
+        for j in range(sl.stop - sl.start)
+    ]
+    print("")
+    print(_table(rows, ("bin", "observed", "expected (init, s)")))
+
+    n = args.batch
+    rng = np.random.default_rng(0)
+    lo, hi = np.asarray(model.config.bounds).T
+    pars = rng.uniform(
+        np.maximum(lo, -2), np.minimum(hi, 2), size=(n, model.config.npars)
+    )
+    signals = rng.uniform(0, 5, size=(n, model.config.nsignal))
+    batched = jax.jit(lambda m, p, s: m.logpdf(p, data, s))
+    batched(model, pars, signals).block_until_ready()
+    start = time.perf_counter()
+    values = batched(model, pars, signals).block_until_ready()
+    elapsed = time.perf_counter() - start
+    print("")
+    print(
+        f"jit + vmap: {n} log-likelihoods (random parameters and signals) in "
+        f"{elapsed * 1e3:.2f} ms ({n / elapsed:,.0f} per second); all finite: "
+        f"{bool(np.isfinite(np.asarray(values)).all())}"
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import difflike
+
+    parser = argparse.ArgumentParser(
+        prog="difflike",
+        description="Differentiable HistFactory likelihoods in JAX.",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"difflike {difflike.__version__}"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser(
+        "demo", help="run the main job on the built-in example workspace"
+    )
+    p.add_argument(
+        "--batch",
+        type=int,
+        default=10_000,
+        help="batch size of the timing (default 10000)",
+    )
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser(
+        "info", help="describe a workspace: channels, samples, modifiers, parameters"
+    )
+    _add_workspace_args(p)
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=cmd_info)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``difflike`` command."""
+    from difflike.errors import DifflikeError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except DifflikeError as err:
+        print(f"difflike: error: {err}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as err:
+        print(f"difflike: error: {err.strerror}: {err.filename}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # e.g. piped into head
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
