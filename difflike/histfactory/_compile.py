@@ -263,10 +263,28 @@ def compile_model(
         k = sample_index[sname]
         nominal[k, offsets[c] : offsets[c] + nbins[c]] = sample["data"]
 
+    # Parameter-valued factors (normfactor, lumi, shapefactor, staterror, shapesys):
+    # a short padded list of parameter indices per entry. Interpolated modifiers
+    # (normsys, histosys): dense (parameter, sample, bin) tables, neutral (factor 1,
+    # delta 0) where a parameter does not touch an entry, so evaluating them is
+    # gather-free elementwise arithmetic that XLA fuses.
     mult: dict[tuple[int, int], list[int]] = defaultdict(list)
-    add: dict[tuple[int, int], list[int]] = defaultdict(list)
-    ns_param, ns_hi, ns_lo = [], [], []
-    hs_param, hs_up, hs_dn = [], [], []
+    ns_params = list(
+        dict.fromkeys(
+            by_name[a.name].start for a in applications if a.type == "normsys"
+        )
+    )
+    hs_params = list(
+        dict.fromkeys(
+            by_name[a.name].start for a in applications if a.type == "histosys"
+        )
+    )
+    ns_row = {p: i for i, p in enumerate(ns_params)}
+    hs_row = {p: i for i, p in enumerate(hs_params)}
+    ns_hi = np.ones((len(ns_params), nsamples, nmain))
+    ns_lo = np.ones((len(ns_params), nsamples, nmain))
+    hs_up = np.zeros((len(hs_params), nsamples, nmain))
+    hs_dn = np.zeros((len(hs_params), nsamples, nmain))
     for app in applications:
         k = sample_index[app.sample]
         bins = range(app.channel_offset, app.channel_offset + app.nbins)
@@ -285,28 +303,30 @@ def compile_model(
             for b, off in zip(bins, offsets_in_set):
                 mult[k, b].append(pset.start + off)
         elif app.type == "normsys":
-            a = len(ns_param)
-            ns_param.append(pset.start)
-            ns_hi.append(float(app.data["hi"]))
-            ns_lo.append(float(app.data["lo"]))
-            for b in bins:
-                mult[k, b].append(npars + a)
+            row = ns_row[pset.start]
+            ns_hi[row, k, bins.start : bins.stop] = float(app.data["hi"])
+            ns_lo[row, k, bins.start : bins.stop] = float(app.data["lo"])
         elif app.type == "histosys":
-            for j, b in enumerate(bins):
-                add[k, b].append(len(hs_param))
-                hs_param.append(pset.start)
-                hs_up.append(float(app.data["hi_data"][j]) - app.nominal[j])
-                hs_dn.append(app.nominal[j] - float(app.data["lo_data"][j]))
+            row = hs_row[pset.start]
+            nominal_bins = np.asarray(app.nominal)
+            hs_up[row, k, bins.start : bins.stop] = (
+                np.asarray(app.data["hi_data"], dtype=float) - nominal_bins
+            )
+            hs_dn[row, k, bins.start : bins.stop] = nominal_bins - np.asarray(
+                app.data["lo_data"], dtype=float
+            )
 
-    n_apps = len(ns_param)
-    mult_index = _padded(mult, (nsamples, nmain), pad=npars + n_apps)
-    add_index = _padded(add, (nsamples, nmain), pad=len(hs_param))
-    ns_hi_arr = np.asarray(ns_hi, dtype=np.float64)
-    ns_lo_arr = np.asarray(ns_lo, dtype=np.float64)
-    if normsys_code == "code4" and n_apps:
-        ns_coef = interp.code4_coefficients(ns_hi_arr, ns_lo_arr)
+    mult_index = _padded(mult, (nsamples, nmain), pad=npars)
+    if normsys_code == "code4" and ns_params:
+        ns_coef = np.moveaxis(
+            interp.code4_coefficients(ns_hi.reshape(-1), ns_lo.reshape(-1)).reshape(
+                *ns_hi.shape, 6
+            ),
+            -1,
+            0,
+        )
     else:
-        ns_coef = np.zeros((n_apps, 6))
+        ns_coef = np.zeros((6, *ns_hi.shape))
 
     # -- constraints ----------------------------------------------------------------
     aux_param, aux_value, aux_sigma, aux_factor, aux_poisson = [], [], [], [], []
@@ -374,12 +394,11 @@ def compile_model(
         config=config,
         nominal=f64(nominal),
         mult_index=i32(mult_index),
-        add_index=i32(add_index),
-        normsys_param=i32(ns_param),
-        normsys_hi=f64(ns_hi_arr),
-        normsys_lo=f64(ns_lo_arr),
-        normsys_coef=f64(ns_coef).reshape(n_apps, 6),
-        histosys_param=i32(hs_param),
+        normsys_param=i32(ns_params),
+        normsys_hi=f64(ns_hi),
+        normsys_lo=f64(ns_lo),
+        normsys_coef=f64(ns_coef),
+        histosys_param=i32(hs_params),
         histosys_up=f64(hs_up),
         histosys_dn=f64(hs_dn),
         aux_param=i32(aux_param),

@@ -102,7 +102,7 @@ def code4(
     alpha: Float[ArrayLike, "*n"],
     hi: Float[ArrayLike, "*n"],
     lo: Float[ArrayLike, "*n"],
-    coefficients: Float[ArrayLike, "*n 6"],
+    coefficients: ArrayLike,
 ) -> Float[Array, "*n"]:
     r"""Polynomial interpolation inside :math:`|\alpha|<1`, exponential outside.
 
@@ -114,7 +114,8 @@ def code4(
     Args:
         alpha: nuisance parameter values, ``(*n)``.
         hi, lo: positive up and down factors, ``(*n)``.
-        coefficients: from :func:`code4_coefficients`, ``(*n, 6)``.
+        coefficients: from :func:`code4_coefficients`, moved to the front:
+            ``(6, *n)`` (``coefficients[i]`` multiplies :math:`\\alpha^{i+1}`).
 
     Returns:
         The multiplicative factor, ``(*n)``.
@@ -122,13 +123,16 @@ def code4(
     alpha = jnp.asarray(alpha)
     coefficients = jnp.asarray(coefficients)
     inside = jnp.clip(alpha, -1.0, 1.0)
-    poly = coefficients[..., 5]
+    poly = coefficients[5]
     for i in (4, 3, 2, 1, 0):
-        poly = poly * inside + coefficients[..., i]
+        poly = poly * inside + coefficients[i]
     poly = 1.0 + poly * inside
-    up = jnp.exp(alpha * jnp.log(hi))
-    down = jnp.exp(-alpha * jnp.log(lo))
-    return jnp.where(alpha >= 1.0, up, jnp.where(alpha > -1.0, poly, down))
+    above, below = alpha >= 1.0, alpha <= -1.0
+    # one exponential: alpha*ln(hi) above, -alpha*ln(lo) below, 0 (unused) inside
+    exponent = jnp.where(
+        above, alpha * jnp.log(hi), jnp.where(below, -alpha * jnp.log(lo), 0.0)
+    )
+    return jnp.where(above | below, jnp.exp(exponent), poly)
 
 
 def code0(

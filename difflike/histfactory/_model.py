@@ -12,11 +12,13 @@ The expected rates follow pyhf's ``_MainModel``::
     main[bin]         = sum over samples of rate
 
 where the multiplicative factors are parameter values (normfactor, lumi,
-shapefactor, staterror, shapesys) or interpolated normsys factors. Each entry of
-``nominal`` has a short, padded list of indices into the vector
-``[pars, normsys factors, 1]`` (``mult_index``) and into ``[histosys deltas, 0]``
-(``add_index``), so evaluating the model is a few gathers and products: no dense
-(modifier x sample x bin) tensors.
+shapefactor, staterror, shapesys) or interpolated normsys factors. Parameter-valued
+factors are a short padded list of parameter indices per entry (``mult_index``).
+Interpolated modifiers are dense (parameter x sample x bin) tables that are neutral
+(factor 1, delta 0) where a parameter does not apply: published likelihoods have
+few bins and systematics that touch most samples, so these tables are small and
+dense, and evaluating them is gather-free arithmetic that XLA fuses into a few
+vectorised loops (gathers were 5-10x slower on the CPU).
 """
 
 from __future__ import annotations
@@ -188,16 +190,17 @@ class Model:
     Attributes:
         config: the parameter layout (:class:`ModelConfig`).
         nominal: nominal yields, ``(nsamples, nmaindata)``.
-        mult_index: ``(L, nsamples, nmaindata)`` indices into
-            ``[pars, normsys factors, 1]``; their product scales each entry.
-        add_index: ``(M, nsamples, nmaindata)`` indices into
-            ``[histosys deltas, 0]``; their sum is added to each entry.
-        normsys_param: parameter index of each normsys application, ``(A,)``.
-        normsys_hi, normsys_lo: its up and down factors, ``(A,)``.
-        normsys_coef: code-4 polynomial coefficients, ``(A, 6)``.
-        histosys_param: parameter index of each histosys application bin, ``(H,)``.
-        histosys_up: ``hi_data - nominal`` per application bin, ``(H,)``.
-        histosys_dn: ``nominal - lo_data`` per application bin, ``(H,)``.
+        mult_index: ``(L, nsamples, nmaindata)`` indices into ``[pars, 1]``: the
+            parameter-valued factors (normfactor, lumi, shapefactor, staterror,
+            shapesys) of each entry, padded with the index of the 1.
+        normsys_param: parameter index of each normsys parameter, ``(A,)``.
+        normsys_hi, normsys_lo: up and down factors per parameter and entry,
+            ``(A, nsamples, nmaindata)``; 1 where the parameter does not apply.
+        normsys_coef: code-4 polynomial coefficients, ``(6, A, nsamples, nmaindata)``.
+        histosys_param: parameter index of each histosys parameter, ``(H,)``.
+        histosys_up: ``hi_data - nominal``, ``(H, nsamples, nmaindata)``; 0 where the
+            parameter does not apply.
+        histosys_dn: ``nominal - lo_data``, likewise.
         aux_param: parameter index of each auxiliary datum, ``(nauxdata,)``.
         aux_sigma: Gaussian width (1 for Poisson terms), ``(nauxdata,)``.
         aux_factor: Poisson rate factor (1 for Gaussian terms), ``(nauxdata,)``.
@@ -211,14 +214,13 @@ class Model:
     config: ModelConfig
     nominal: Float[Array, "nsamples nmain"]
     mult_index: Int[Array, "L nsamples nmain"]
-    add_index: Int[Array, "M nsamples nmain"]
     normsys_param: Int[Array, " A"]
-    normsys_hi: Float[Array, " A"]
-    normsys_lo: Float[Array, " A"]
-    normsys_coef: Float[Array, "A 6"]
+    normsys_hi: Float[Array, "A nsamples nmain"]
+    normsys_lo: Float[Array, "A nsamples nmain"]
+    normsys_coef: Float[Array, "6 A nsamples nmain"]
     histosys_param: Int[Array, " H"]
-    histosys_up: Float[Array, " H"]
-    histosys_dn: Float[Array, " H"]
+    histosys_up: Float[Array, "H nsamples nmain"]
+    histosys_dn: Float[Array, "H nsamples nmain"]
     aux_param: Int[Array, " nauxdata"]
     aux_sigma: Float[Array, " nauxdata"]
     aux_factor: Float[Array, " nauxdata"]
@@ -230,14 +232,18 @@ class Model:
     signal_bins: tuple[int, ...] = static()
 
     # -- single-example kernels (vectorised by the public methods) -------------------
-    def _normsys_factors(self, pars: Float[Array, " npars"]) -> Float[Array, " A"]:
-        alpha = pars[self.normsys_param]
+    def _normsys_factors(
+        self, pars: Float[Array, " npars"]
+    ) -> Float[Array, "A nsamples nmain"]:
+        alpha = pars[self.normsys_param][:, None, None]
         if self.normsys_code == "code1":
             return interp.code1(alpha, self.normsys_hi, self.normsys_lo)
         return interp.code4(alpha, self.normsys_hi, self.normsys_lo, self.normsys_coef)
 
-    def _histosys_deltas(self, pars: Float[Array, " npars"]) -> Float[Array, " H"]:
-        alpha = pars[self.histosys_param]
+    def _histosys_deltas(
+        self, pars: Float[Array, " npars"]
+    ) -> Float[Array, "H nsamples nmain"]:
+        alpha = pars[self.histosys_param][:, None, None]
         kernel = {"code0": interp.code0, "code2": interp.code2, "code4p": interp.code4p}
         return kernel[self.histosys_code](alpha, self.histosys_up, self.histosys_dn)
 
@@ -249,11 +255,10 @@ class Model:
             nominal = nominal.at[self.signal_sample, jnp.asarray(self.signal_bins)].set(
                 signal
             )
-        one = jnp.ones((1,), pars.dtype)
-        factors = jnp.concatenate([pars, self._normsys_factors(pars), one])
-        deltas = jnp.concatenate([self._histosys_deltas(pars), jnp.zeros_like(one)])
+        factors = jnp.concatenate([pars, jnp.ones((1,), pars.dtype)])
         scale = jnp.prod(factors[self.mult_index], axis=0)
-        shift = jnp.sum(deltas[self.add_index], axis=0)
+        scale = scale * jnp.prod(self._normsys_factors(pars), axis=0)
+        shift = jnp.sum(self._histosys_deltas(pars), axis=0)
         return (nominal + shift) * scale
 
     def _main(self, pars, signal):

@@ -67,7 +67,9 @@ def assert_matches(model, data, ref, signal=None):
     assert config.suggested_fixed() == ref["fixed"]
     assert config.poi_index == ref["poi_index"]
     np.testing.assert_array_equal(np.asarray(data), np.asarray(ref["data"]))
-    pars = parameter_points(ref["init"], ref["bounds"], ref["seed"])
+    pars = parameter_points(
+        ref["init"], ref["bounds"], ref["seed"], ref["n"], ref["scale"]
+    )
     got = np.asarray(model.logpdf(pars, data, signal))
     want = np.asarray(ref["logpdf"], dtype=float)
     finite = np.isfinite(want)

@@ -81,10 +81,16 @@ def workspaces(draw):
                     }
                 )
             if draw(st.booleans()):
-                unc = [abs(n) * draw(st.floats(0.0, 0.4)) for n in nominal]
+                unc = [
+                    abs(n) * draw(st.sampled_from([0.0, 0.03, 0.1, 0.25, 0.4]))
+                    for n in nominal
+                ]
                 mods.append({"name": f"stat_c{c}", "type": "staterror", "data": unc})
             if draw(st.integers(0, 3)) == 0:
-                unc = [abs(n) * draw(st.floats(0.0, 0.5)) for n in nominal]
+                unc = [
+                    abs(n) * draw(st.sampled_from([0.0, 0.05, 0.2, 0.5]))
+                    for n in nominal
+                ]
                 mods.append(
                     {"name": f"shapesys_{sname}_c{c}", "type": "shapesys", "data": unc}
                 )

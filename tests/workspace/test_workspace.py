@@ -82,14 +82,14 @@ def test_missing_top_level_key(spec):
 
 
 def test_bad_modifier_data_is_named(spec):
-    spec["channels"][0]["samples"][1]["modifiers"][2]["data"] = {
+    spec["channels"][0]["samples"][1]["modifiers"][1]["data"] = {
         "hi": "high",
         "lo": 0.9,
     }
     with pytest.raises(errors.SchemaValidationError) as info:
         read_workspace(spec)
     message = str(info.value)
-    assert "/channels/0/samples/1/modifiers/2/data/hi" in message
+    assert "/channels/0/samples/1/modifiers/1/data/hi" in message
     assert "'wjets_xsec'" in message and "'SR_low'" in message
 
 
@@ -159,7 +159,7 @@ def test_patch_making_an_invalid_workspace(spec):
 
 def test_patchset_point_by_name_and_values():
     ps = read_patchset(dl.example_patchset())
-    assert len(ps) == 10 and ps.labels == ("m1", "m2")
+    assert len(ps) == 11 and ps.labels == ("m1", "m2")
     assert ps["sig_400_100"] is ps[400, 100]
     model, data = dl.load(dl.example_workspace(), patchset=ps, point="sig_400_100")
     assert model.config.poi_name == "mu" and "signal" in model.config.samples

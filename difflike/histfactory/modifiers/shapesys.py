@@ -20,7 +20,8 @@ def check(app: Application) -> None:
 
 def requirement(app: Application) -> dict:
     """One Poisson-constrained parameter per bin."""
-    valid = [nom > 0 and unc > 0 for nom, unc in zip(app.nominal, app.data)]
+    # (pyhf divides by unc**2 even where it underflows to 0; such bins are fixed here)
+    valid = [nom > 0 and unc * unc > 0 for nom, unc in zip(app.nominal, app.data)]
     factors = tuple(
         (nom**2 / unc**2) if ok else 1.0
         for ok, nom, unc in zip(valid, app.nominal, app.data)
