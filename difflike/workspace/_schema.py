@@ -145,22 +145,16 @@ def _explain(spec: Any, schema_name: str, file: str | None, prefix: str, parts) 
     """Raise a precise SchemaValidationError for a document known to be invalid."""
     parts = list(parts)
     if "modifiers" in parts and parts[0] in ("channels", "samples"):
-        # the compiled validator's index inside the modifiers' anyOf is not reliable:
-        # check each modifier of the reported sample against its own definition
         at = parts.index("modifiers")
         if parts[0] == "channels":  # a workspace
             channel, si = spec["channels"][int(parts[1])], int(parts[3])
-            base = parts[:4]
         else:  # one channel
             channel, si = spec, int(parts[1])
-            base = parts[:2]
         sample = channel["samples"][si]
-        for mi, modifier in enumerate(sample["modifiers"]):
-            if (
-                not isinstance(modifier, dict)
-                or modifier.get("type") not in MODIFIER_TYPES
-            ):
-                continue
+        modifier = (
+            sample["modifiers"][int(parts[at + 1])] if len(parts) > at + 1 else None
+        )
+        if isinstance(modifier, dict) and modifier.get("type") in MODIFIER_TYPES:
             error = jsonschema.exceptions.best_match(
                 _modifier_validator(modifier["type"]).iter_errors(modifier)
             )
@@ -170,9 +164,8 @@ def _explain(spec: Any, schema_name: str, file: str | None, prefix: str, parts) 
                     f"invalid: {error.message}",
                     file=file,
                     path=prefix
-                    + json_path([*base, "modifiers", mi, *error.absolute_path]),
+                    + json_path(parts[: at + 2] + list(error.absolute_path)),
                 )
-        del at
     error = jsonschema.exceptions.best_match(_validator(schema_name).iter_errors(spec))
     path = prefix + json_path(error.absolute_path if error else parts)
     message = error.message if error else "invalid"
