@@ -1,0 +1,279 @@
+"""Global and fixed-POI maximum-likelihood fits of a compiled model.
+
+:func:`fit` and :func:`profile` minimise ``-model.logpdf`` with the bounded Newton
+minimiser (:mod:`difflike.fit._minimize`), starting from the model's suggested
+initial values (or ``init``, for warm starts), within ``model.config.bounds``, with
+``model.config.fixed`` parameters held at their initial values. They accept leading
+batch axes on ``data``, ``signal``, ``mu`` and ``init`` and broadcast them; the
+whole batch is one compiled, vectorised call.
+
+Derivatives: ``result.nll`` is differentiable with respect to ``mu``, ``signal``,
+``data`` and the model's arrays by the envelope theorem, and ``result.pars`` by the
+implicit function theorem (:mod:`difflike.fit._implicit`); neither differentiates
+the iterations.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jaxtyping import Array, ArrayLike, Bool, Float, Int
+
+from difflike._pytree import pytree_dataclass
+from difflike.errors import InvalidModelError, ShapeError
+from difflike.fit._implicit import optimal_point, optimal_value
+from difflike.fit._minimize import STATUS_MESSAGES, minimize
+from difflike.histfactory import Model
+
+__all__ = ["FitResult", "fit", "nll", "profile"]
+
+#: default convergence tolerance: half the Newton decrement, in units of -ln L
+TOL = 1e-12
+#: default cap on iterations (accepted plus rejected steps)
+MAX_ITER = 200
+
+
+@pytree_dataclass
+class FitResult:
+    """The outcome of :func:`fit` or :func:`profile`, with the inputs' batch shape.
+
+    Attributes:
+        nll: minimised ``-ln L`` with pyhf's constants (``-model.logpdf``), ``(*batch,)``.
+        pars: fitted parameters (all of them, fixed ones included), ``(*batch, npars)``.
+        converged: whether the fit converged, ``(*batch,)`` bool.
+        status: why it stopped (see :attr:`message`), ``(*batch,)`` int.
+        nit: iterations taken, ``(*batch,)`` int.
+    """
+
+    nll: Float[Array, "*batch"]
+    pars: Float[Array, "*batch npars"]
+    converged: Bool[Array, "*batch"]
+    status: Int[Array, "*batch"]
+    nit: Int[Array, "*batch"]
+
+    @property
+    def message(self) -> np.ndarray:
+        """A readable reason for each fit's status, ``(*batch,)`` str."""
+        status = np.asarray(self.status)
+        out = np.empty(status.shape, dtype=object)
+        for code, text in STATUS_MESSAGES.items():
+            out[status == code] = text
+        return out
+
+    def __repr__(self) -> str:
+        shape = tuple(np.shape(self.nll))
+        if shape:
+            n = int(np.size(self.nll))
+            ok = int(np.sum(np.asarray(self.converged)))
+            return f"FitResult(batch={shape}, converged={ok}/{n})"
+        return (
+            f"FitResult(nll={float(self.nll):.10g}, converged={bool(self.converged)}, "
+            f"status={int(self.status)} ({self.message.item()}), nit={int(self.nit)})"
+        )
+
+
+def nll(x, free, fixed_values, model: Model, data, signal):
+    """``-ln L`` of one example, with fixed coordinates taken from ``fixed_values``.
+
+    Injecting the fixed values (rather than reading them from ``x``) is what lets
+    derivatives with respect to a fixed POI ``mu`` flow through the envelope theorem.
+    """
+    pars = jnp.where(free, x, fixed_values)
+    return -model._logpdf(pars, data, signal)
+
+
+def nll_derivs(x, free, fixed_values, model: Model, data, signal):
+    r"""Exact gradient and Gauss–Newton Hessian of :func:`nll`, ``((n,), (n, n))``.
+
+    The main-bin term :math:`\sum_b \lambda_b - n_b \ln\lambda_b` contributes
+    :math:`J^\top (1 - n/\lambda)` to the gradient and :math:`J^\top
+    \mathrm{diag}(n/\lambda^2) J` to the Hessian, with :math:`J` the Jacobian of the
+    expected main data (``nmain`` reverse passes: few bins, many parameters); the
+    constraint terms depend on one parameter each, so their Hessian is diagonal and
+    exact. Only the curvature of the rates themselves, weighted by the residuals
+    :math:`1 - n/\lambda`, is left out. Rows and columns of fixed coordinates are 0.
+    """
+    nmain = model.config.nmaindata
+    n, aux = data[:nmain], data[nmain:]
+    pars = jnp.where(free, x, fixed_values)
+    lam, jac = _value_and_jacrev(lambda p: model._main(p, signal), pars)
+    positive = n > 0
+    safe = jnp.where(positive, lam, 1.0)
+    g_main = jac.T @ (1.0 - jnp.where(positive, n / safe, 0.0))
+    weight = jnp.where(positive, n / (safe * safe), 0.0)
+    h_main = (jac.T * weight) @ jac
+
+    def constraint(p):
+        return -model._constraint_logpdf(p, aux)
+
+    g_con, h_con_diag = jax.jvp(jax.grad(constraint), (pars,), (jnp.ones_like(pars),))
+    g = jnp.where(free, g_main + g_con, 0.0)
+    h = h_main + jnp.diag(h_con_diag)
+    both = free[:, None] & free[None, :]
+    return g, jnp.where(both, h, 0.0)
+
+
+def _value_and_jacrev(f, x):
+    y, vjp = jax.vjp(f, x)
+    (jac,) = jax.vmap(vjp)(jnp.eye(y.shape[0], dtype=y.dtype))
+    return y, jac
+
+
+def _fit_one(model: Model, data, signal, mu, init, *, fix_poi: bool, tol, max_iter):
+    """Fit one example; returns ``(pars, nll, status, nit)``."""
+    config = model.config
+    free = ~config.fixed
+    fixed_values = init
+    if fix_poi:
+        poi = jnp.arange(config.npars) == config.poi_index
+        free = free & ~poi
+        fixed_values = jnp.where(poi, mu, init)
+    lower, upper = config.bounds[:, 0], config.bounds[:, 1]
+    args = (free, fixed_values, model, data, signal)
+    x0 = jnp.where(free, init, fixed_values)
+    res = minimize(
+        nll,
+        lax.stop_gradient(x0),
+        lower,
+        upper,
+        free,
+        lax.stop_gradient(args),
+        tol=tol,
+        max_iter=max_iter,
+        derivs=nll_derivs,
+    )
+    x = optimal_point(nll, res.x, res.free, args)
+    value = optimal_value(nll, res.x, args)
+    pars = jnp.where(free, x, fixed_values)
+    return pars, value, res.status, res.nit
+
+
+@partial(jax.jit, static_argnames=("fix_poi",))
+def _fit_kernel(model, data, signal, mu, init, *, fix_poi, tol, max_iter):
+    one = partial(_fit_one, model, fix_poi=fix_poi, tol=tol, max_iter=max_iter)
+    pars, value, status, nit = jnp.vectorize(
+        one, signature="(n),(s),(),(p)->(p),(),(),()"
+    )(data, signal, mu, init)
+    return FitResult(
+        nll=value, pars=pars, converged=status <= 1, status=status, nit=nit
+    )
+
+
+def _init(model: Model, init: ArrayLike | None) -> Array:
+    if init is None:
+        return model.config.init
+    return model._pars(init)
+
+
+def fit(
+    model: Model,
+    data: Float[ArrayLike, "*batch ndata"],
+    signal: Float[ArrayLike, "*batch nsignal"] | None = None,
+    *,
+    init: Float[ArrayLike, "*batch npars"] | None = None,
+    tol: float = TOL,
+    max_iter: int = MAX_ITER,
+) -> FitResult:
+    """Global maximum-likelihood fit: every non-fixed parameter free within its bounds.
+
+    Args:
+        model: a compiled model.
+        data: main bins then auxiliary data, ``(*batch, ndata)``.
+        signal: signal yields of a signal-region model, ``(*batch, nsignal)``.
+        init: starting point (warm start), ``(*batch, npars)``; fixed parameters
+            keep the values given here. Default: the suggested initial values.
+        tol: converged when half the Newton decrement (the decrease in ``-ln L`` still
+            available to the local quadratic model) is at most ``tol``.
+        max_iter: iteration cap.
+
+    Returns:
+        :class:`FitResult` with the broadcast batch shape of the inputs.
+    """
+    data = model._data(data, model.config.ndata, "data")
+    signal = model._signal(signal)
+    mu, init = jnp.zeros(()), _init(model, init)
+    _check_batch(data, signal, mu, init)
+    return _fit_kernel(
+        model,
+        data,
+        signal,
+        mu,
+        init,
+        fix_poi=False,
+        tol=tol,
+        max_iter=max_iter,
+    )
+
+
+def profile(
+    model: Model,
+    data: Float[ArrayLike, "*batch ndata"],
+    mu: Float[ArrayLike, "*batch"],
+    signal: Float[ArrayLike, "*batch nsignal"] | None = None,
+    *,
+    init: Float[ArrayLike, "*batch npars"] | None = None,
+    tol: float = TOL,
+    max_iter: int = MAX_ITER,
+) -> FitResult:
+    """Conditional fit at fixed signal strength ``mu``: the nuisance parameters profiled.
+
+    ``result.nll`` is :math:`-\\ln L(\\mu, \\hat{\\hat\\theta}(\\mu))`; its gradient with
+    respect to ``mu``, ``signal`` or ``data`` is exact at the optimum (envelope
+    theorem).
+
+    Args:
+        model: a compiled model with a parameter of interest.
+        data: main bins then auxiliary data, ``(*batch, ndata)``.
+        mu: the POI value(s), ``(*batch,)``; may lie outside the POI's bounds.
+        signal: signal yields of a signal-region model, ``(*batch, nsignal)``.
+        init: starting point (warm start), ``(*batch, npars)``.
+        tol, max_iter: see :func:`fit`.
+
+    Returns:
+        :class:`FitResult` with the broadcast batch shape of the inputs.
+
+    Raises:
+        InvalidModelError: the model has no parameter of interest.
+    """
+    if model.config.poi_index is None:
+        raise InvalidModelError(
+            "profile() needs a parameter of interest, and this model has none "
+            "(set the measurement's 'poi', or pass poi_name= to difflike.load)",
+            file=model.config.source,
+        )
+    data = model._data(data, model.config.ndata, "data")
+    signal = model._signal(signal)
+    mu, init = jnp.asarray(mu, dtype=jnp.float64), _init(model, init)
+    _check_batch(data, signal, mu, init)
+    return _fit_kernel(
+        model,
+        data,
+        signal,
+        mu,
+        init,
+        fix_poi=True,
+        tol=tol,
+        max_iter=max_iter,
+    )
+
+
+def _check_batch(data: Array, signal: Array, mu: Array, init: Array) -> None:
+    """Raise :class:`ShapeError` when the inputs' batch axes do not broadcast."""
+    shapes = {
+        "data": data.shape[:-1],
+        "signal": signal.shape[:-1],
+        "mu": mu.shape,
+        "init": init.shape[:-1],
+    }
+    try:
+        np.broadcast_shapes(*shapes.values())
+    except ValueError:
+        raise ShapeError(
+            "the batch axes of the inputs do not broadcast",
+            got=", ".join(f"{k} {v}" for k, v in shapes.items()),
+            expected="leading axes that broadcast together (numpy rules)",
+        ) from None

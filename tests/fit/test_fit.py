@@ -1,0 +1,210 @@
+"""Fits: agreement with pyhf's minima, batching, derivatives, failure reporting."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import difflike as dl
+from difflike.errors import InvalidModelError, ShapeError
+from difflike.fit import STATUS_MESSAGES, fit, minimize, profile
+
+POINT = "sig_400_100"
+
+
+@pytest.fixture(scope="module")
+def example():
+    return dl.load(dl.example_workspace(), patchset=dl.example_patchset(), point=POINT)
+
+
+@pytest.fixture(scope="module")
+def sr_example():
+    return dl.load(dl.example_workspace(), signal_regions=["SR_low", "SR_high"])
+
+
+@pytest.fixture(scope="module")
+def pyhf_example():
+    pyhf = pytest.importorskip("pyhf")
+    pyhf.set_backend("numpy")
+    ws = pyhf.Workspace(json.loads(dl.example_workspace().read_text()))
+    with gzip.open(dl.example_patchset()) as f:
+        patch = pyhf.PatchSet(json.load(f))[POINT]
+    model = ws.model(patches=[patch])
+    return pyhf, model, ws.data(model)
+
+
+def test_minima_never_worse_than_pyhf(example, pyhf_example):
+    model, data = example
+    pyhf, pmodel, pdata = pyhf_example
+    free = fit(model, data)
+    _, twice_nll = pyhf.infer.mle.fit(pdata, pmodel, return_fitted_val=True)
+    assert bool(free.converged) and int(free.status) == 0
+    assert float(free.nll) <= float(twice_nll) / 2 + 1e-6
+    assert float(free.nll) == pytest.approx(float(twice_nll) / 2, abs=1e-4)
+    for mu in (0.0, 1.0, 2.5):
+        res = profile(model, data, mu)
+        _, twice_nll = pyhf.infer.mle.fixed_poi_fit(
+            mu, pdata, pmodel, return_fitted_val=True
+        )
+        assert bool(res.converged)
+        assert float(res.nll) <= float(twice_nll) / 2 + 1e-6
+        assert float(res.pars[model.config.poi_index]) == mu
+    # the reported nll is the model's own -logpdf at the reported parameters
+    assert float(res.nll) == pytest.approx(
+        -float(model.logpdf(res.pars, data)), abs=1e-12
+    )
+
+
+def test_gradient_vanishes_on_free_parameters_at_the_optimum(example):
+    model, data = example
+    res = fit(model, data)
+    grad = jax.grad(lambda p: -model.logpdf(p, data))(res.pars)
+    lo, hi = np.asarray(model.config.bounds).T
+    pars = np.asarray(res.pars)
+    interior = ~np.asarray(model.config.fixed) & (pars > lo) & (pars < hi)
+    assert interior.sum() > 5
+    assert np.max(np.abs(np.asarray(grad)[interior])) < 1e-4
+
+
+def test_batches_broadcast_and_match_single_fits(example):
+    model, data = example
+    mus = jnp.array([0.0, 0.5, 1.0, 3.0])
+    batch = profile(model, data, mus)
+    assert batch.nll.shape == (4,) and batch.pars.shape == (4, model.config.npars)
+    assert batch.converged.all()
+    for i, mu in enumerate(mus):
+        one = profile(model, data, float(mu))
+        np.testing.assert_allclose(batch.nll[i], one.nll, rtol=0, atol=1e-9)
+    datas = jnp.stack([data, data.at[0].add(3.0)])
+    grid = profile(model, datas[:, None, :], mus[None, :])
+    assert grid.nll.shape == (2, 4)
+    np.testing.assert_allclose(grid.nll[0], batch.nll, atol=1e-9)
+    assert "converged=8/8" in repr(grid)
+
+
+def test_jit_and_vmap_by_the_user(example):
+    model, data = example
+    f = jax.jit(lambda m, mu: profile(m, data, mu).nll)
+    a = f(model, 1.0)
+    b = jax.vmap(lambda mu: profile(model, data, mu).nll)(jnp.array([1.0, 2.0]))
+    assert float(a) == pytest.approx(float(b[0]), abs=1e-10)
+
+
+def _fd(f, x, eps):
+    return (f(x + eps) - f(x - eps)) / (2 * eps)
+
+
+def test_nll_gradient_by_envelope_theorem(example):
+    model, data = example
+
+    def nll_mu(mu):
+        return profile(model, data, mu, tol=1e-15).nll
+
+    for mu in (0.5, 1.7):
+        grad = float(jax.grad(nll_mu)(mu))
+        fd = float(_fd(nll_mu, mu, 1e-4))
+        assert grad == pytest.approx(fd, rel=1e-5, abs=1e-7)
+
+    # data: d nll / d n_b
+    def nll_n(x):
+        return profile(model, data.at[1].set(x), 1.0, tol=1e-15).nll
+
+    n1 = float(data[1])
+    assert float(jax.grad(nll_n)(n1)) == pytest.approx(
+        float(_fd(nll_n, n1, 1e-4)), rel=1e-5
+    )
+
+
+def test_signal_yield_gradient(sr_example):
+    model, data = sr_example
+    s = jnp.array([3.0, 1.0, 2.0, 0.5])[: model.config.nsignal]
+
+    def nll_s(s):
+        return profile(model, data, 1.0, signal=s, tol=1e-15).nll
+
+    grad = np.asarray(jax.grad(nll_s)(s))
+    eps = 1e-4
+    fd = [
+        float(_fd(lambda x: nll_s(s.at[i].set(x)), float(s[i]), eps))
+        for i in range(s.size)
+    ]
+    np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-7)
+
+
+def test_fitted_parameters_by_implicit_differentiation(example):
+    model, data = example
+
+    def pars(mu):
+        return profile(model, data, mu, tol=1e-15).pars
+
+    fwd = np.asarray(jax.jacfwd(pars)(1.2))
+    rev = np.asarray(jax.jacrev(pars)(1.2))
+    fd = np.asarray(_fd(pars, 1.2, 1e-4))
+    np.testing.assert_allclose(fwd, rev, atol=1e-12)
+    np.testing.assert_allclose(fwd, fd, atol=2e-5 * (1 + np.abs(fd).max()))
+    assert np.abs(fwd).max() > 1e-2  # the test is not vacuous
+
+
+def test_failures_are_reported_not_silent():
+    def f(x):
+        return jnp.sum(x**2)
+
+    lower, upper, free = -jnp.ones(2), jnp.ones(2), jnp.ones(2, bool)
+    res = minimize(f, jnp.array([0.3, -0.2]), lower, upper, free)
+    assert int(res.status) == 0 and np.allclose(res.x, 0.0)
+    # not finite at the start
+    res = minimize(
+        lambda x: jnp.log(-x[0]) + x[1] ** 2, jnp.array([0.5, 0.5]), lower, upper, free
+    )
+    assert int(res.status) == 4
+    # the iteration cap
+    res = minimize(
+        lambda x: jnp.sum(jnp.cosh(5 * x)),
+        jnp.array([0.9, 0.9]),
+        lower,
+        upper,
+        free,
+        max_iter=1,
+    )
+    assert int(res.status) == 2
+    assert set(STATUS_MESSAGES) == {0, 1, 2, 3, 4}
+
+
+def test_bounds_are_respected_and_pinned_coordinates_reported():
+    def f(x):
+        return jnp.sum((x - jnp.array([2.0, -0.5])) ** 2)
+
+    res = minimize(f, jnp.zeros(2), -jnp.ones(2), jnp.ones(2), jnp.ones(2, bool))
+    np.testing.assert_allclose(res.x, [1.0, -0.5], atol=1e-8)
+    assert res.free.tolist() == [False, True]
+    assert int(res.status) == 0
+
+
+def test_fit_result_message(example):
+    model, data = example
+    res = profile(model, data, jnp.array([1.0, 2.0]))
+    assert res.message.tolist() == ["converged", "converged"]
+
+
+def test_bad_inputs(example, sr_example):
+    model, data = example
+    with pytest.raises(ShapeError, match="wrong length"):
+        fit(model, data[:-1])
+    with pytest.raises(ShapeError, match="do not broadcast"):
+        profile(model, jnp.stack([data] * 3), jnp.zeros(2))
+    sr_model, sr_data = sr_example
+    with pytest.raises(ShapeError, match="signal"):
+        profile(sr_model, sr_data, 1.0, signal=jnp.ones(sr_model.config.nsignal + 1))
+
+
+def test_profile_needs_a_poi():
+    model, data = dl.load(dl.example_workspace())  # background only: no POI
+    assert model.config.poi_index is None
+    with pytest.raises(InvalidModelError, match="parameter of interest"):
+        profile(model, data, 1.0)
+    assert bool(fit(model, data).converged)
