@@ -6,15 +6,23 @@ import difflike as dl
 def test_top_level_names():
     assert sorted(dl.__all__) == sorted(
         [
+            "FitResult",
+            "Likelihood",
             "Model",
             "ModelConfig",
             "__version__",
+            "asimov_data",
             "errors",
             "example_patchset",
             "example_workspace",
+            "fit",
             "histfactory",
+            "hypotest",
+            "infer",
             "load",
             "load_workspace",
+            "profile",
+            "upper_limit",
             "workspace",
         ]
     )

@@ -1,0 +1,55 @@
+"""Inference on the Likelihood protocol: test statistics, asymptotic CLs, upper limits.
+
+Written against :class:`Likelihood` (profiled NLL at fixed ``mu``, the global fit,
+Asimov data, the POI's bounds), so compiled models and surrogates share one
+implementation. Conventions follow pyhf 0.7's ``infer`` module.
+"""
+
+from difflike import _x64  # noqa: F401
+from difflike.infer._api import asimov_data, hypotest, likelihood, upper_limit
+from difflike.infer._asymptotic import (
+    NSIGMA,
+    HypotestDetails,
+    HypotestResult,
+    LimitDetails,
+    LimitResult,
+    hypotest_one,
+    log_pvalues,
+    upper_limit_one,
+)
+from difflike.infer._likelihood import Likelihood, ModelLikelihood
+from difflike.infer._teststat import (
+    TEST_STATISTICS,
+    q0,
+    qmu,
+    qmu_tilde,
+    test_statistic,
+    tmu,
+)
+
+__all__ = [
+    "NSIGMA",
+    "TEST_STATISTICS",
+    "HypotestDetails",
+    "HypotestResult",
+    "Likelihood",
+    "LimitDetails",
+    "LimitResult",
+    "ModelLikelihood",
+    "asimov_data",
+    "hypotest",
+    "hypotest_one",
+    "likelihood",
+    "log_pvalues",
+    "q0",
+    "qmu",
+    "qmu_tilde",
+    "test_statistic",
+    "tmu",
+    "upper_limit",
+    "upper_limit_one",
+]
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,217 @@
+"""Public inference API: hypothesis tests, upper limits, Asimov data.
+
+Every function takes either a compiled :class:`~difflike.Model` with ``data`` (and
+``signal`` for a signal-region model), or any :class:`Likelihood` (a surrogate, say)
+in place of the model. Leading batch axes of ``mu``, ``data`` and ``signal``
+broadcast; a batch is one compiled, vectorised call.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, ArrayLike, Float
+
+from difflike.errors import InputError
+from difflike.fit._api import MAX_ITER, TOL, _check_batch, _fit_one
+from difflike.histfactory import Model
+from difflike.infer._asymptotic import (
+    HypotestDetails,
+    HypotestResult,
+    LimitDetails,
+    LimitResult,
+    _check_statistic,
+    hypotest_one,
+    upper_limit_one,
+)
+from difflike.infer._likelihood import Likelihood, ModelLikelihood
+
+__all__ = ["asimov_data", "hypotest", "likelihood", "upper_limit"]
+
+
+def likelihood(
+    model: Model,
+    data: Float[ArrayLike, " ndata"],
+    signal: Float[ArrayLike, " nsignal"] | None = None,
+    *,
+    tol: float = TOL,
+    max_iter: int = MAX_ITER,
+) -> ModelLikelihood:
+    """The :class:`Likelihood` of a compiled model and one data set (no batch axes)."""
+    return ModelLikelihood(
+        model=model,
+        data=model._data(data, model.config.ndata, "data"),
+        signal=model._signal(signal),
+        init=model.config.init,
+        tol=tol,
+        max_iter=max_iter,
+    )
+
+
+def _inputs(model: Model, data, signal):
+    if model.config.poi_index is None:
+        from difflike.errors import InvalidModelError
+
+        raise InvalidModelError(
+            "inference needs a parameter of interest, and this model has none",
+            file=model.config.source,
+        )
+    if data is None:
+        raise InputError("data are required with a compiled model", got=None)
+    return model._data(data, model.config.ndata, "data"), model._signal(signal)
+
+
+@partial(jax.jit, static_argnames=("test_stat",))
+def _hypotest_model(model, data, signal, mu, *, test_stat, tol, max_iter):
+    def one(data, signal, mu):
+        lik = ModelLikelihood(model, data, signal, model.config.init, tol, max_iter)
+        return tuple(hypotest_one(mu, lik, test_stat))
+
+    sig = "(n),(s),()->(),(5),(),(),(5),(5),(),(),(),(),()"
+    return HypotestDetails(*jnp.vectorize(one, signature=sig)(data, signal, mu))
+
+
+@partial(jax.jit, static_argnames=("test_stat",))
+def _hypotest_likelihood(lik, mu, *, test_stat):
+    def one(mu):
+        return tuple(hypotest_one(mu, lik, test_stat))
+
+    sig = "()->(),(5),(),(),(5),(5),(),(),(),(),()"
+    return HypotestDetails(*jnp.vectorize(one, signature=sig)(mu))
+
+
+def hypotest(
+    mu: Float[ArrayLike, "*batch"],
+    model: Model | Likelihood,
+    data: Float[ArrayLike, "*batch ndata"] | None = None,
+    signal: Float[ArrayLike, "*batch nsignal"] | None = None,
+    *,
+    test_stat: str = "qtilde",
+    return_details: bool = False,
+    tol: float = TOL,
+    max_iter: int = MAX_ITER,
+) -> HypotestResult | HypotestDetails:
+    """Asymptotic CLs of the hypotheses ``mu``, as ``pyhf.infer.hypotest`` computes it.
+
+    Args:
+        mu: tested POI values, ``(*batch,)``.
+        model: a compiled model (with ``data``), or a :class:`Likelihood`.
+        data: main bins then auxiliary data, ``(*batch, ndata)``.
+        signal: signal yields of a signal-region model, ``(*batch, nsignal)``.
+        test_stat: ``"qtilde"`` (default), ``"q"`` or ``"q0"`` (then the values are
+            the discovery p-value :math:`p_0` and its expected band, as in pyhf).
+        return_details: also return CLs+b, CLb, the test statistics, the fitted
+            :math:`\\hat\\mu` and a convergence flag (:class:`HypotestDetails`).
+        tol, max_iter: fit settings (see :func:`difflike.fit`).
+
+    Returns:
+        ``(cls, cls_exp)``: observed CLs ``(*batch,)`` and expected CLs at
+        ``n = 2, 1, 0, -1, -2`` ``(*batch, 5)`` (pyhf's order, smallest first).
+    """
+    _check_statistic(test_stat)
+    mu = jnp.asarray(mu, dtype=jnp.float64)
+    if isinstance(model, Model):
+        data, signal = _inputs(model, data, signal)
+        _check_batch(data, signal, mu, model.config.init)
+        out = _hypotest_model(
+            model, data, signal, mu, test_stat=test_stat, tol=tol, max_iter=max_iter
+        )
+    else:
+        out = _hypotest_likelihood(model, mu, test_stat=test_stat)
+    return out if return_details else HypotestResult(out.cls, out.cls_exp)
+
+
+@partial(jax.jit, static_argnames=("alpha", "test_stat", "rtol"))
+def _limit_model(model, data, signal, *, alpha, test_stat, tol, max_iter, rtol):
+    def one(data, signal):
+        lik = ModelLikelihood(model, data, signal, model.config.init, tol, max_iter)
+        return tuple(upper_limit_one(lik, alpha, test_stat, rtol))
+
+    sig = "(n),(s)->(),(5),(6),(),(),()"
+    return LimitDetails(*jnp.vectorize(one, signature=sig)(data, signal))
+
+
+def upper_limit(
+    model: Model | Likelihood,
+    data: Float[ArrayLike, "*batch ndata"] | None = None,
+    signal: Float[ArrayLike, "*batch nsignal"] | None = None,
+    *,
+    cl: float = 0.95,
+    test_stat: str = "qtilde",
+    return_details: bool = False,
+    rtol: float = 1e-7,
+    tol: float = TOL,
+    max_iter: int = MAX_ITER,
+) -> LimitResult | LimitDetails:
+    """Observed and expected upper limits on ``mu`` at confidence level ``cl`` (CLs).
+
+    The roots of :math:`\\mathrm{CL}_s(\\mu) = 1 - \\mathrm{cl}` for the observed and
+    the five expected curves, found together by safeguarded Newton steps (see
+    :mod:`difflike.infer._asymptotic`). Where a curve is still above
+    :math:`1 - \\mathrm{cl}` at the POI's upper bound, the search doubles the bound
+    (``details.widened``); where no root is found, ``details.converged`` says so.
+    Limits are differentiable (``jax.grad``) with respect to ``signal``, ``data`` and
+    the model's arrays.
+
+    Returns:
+        ``(mu_up, mu_up_exp)``: ``(*batch,)`` and ``(*batch, 5)`` (ascending: the
+        expected limits at ``n = 2, 1, 0, -1, -2``, pyhf's order), or
+        :class:`LimitDetails` with ``return_details=True``.
+    """
+    _check_statistic(test_stat)
+    if not 0.0 < cl < 1.0:
+        raise InputError("cl must lie strictly between 0 and 1", got=cl)
+    alpha = 1.0 - cl
+    if isinstance(model, Model):
+        data, signal = _inputs(model, data, signal)
+        _check_batch(data, signal, jnp.zeros(()), model.config.init)
+        out = _limit_model(
+            model,
+            data,
+            signal,
+            alpha=float(alpha),
+            test_stat=test_stat,
+            tol=tol,
+            max_iter=max_iter,
+            rtol=float(rtol),
+        )
+    else:
+        out = LimitDetails(*upper_limit_one(model, alpha, test_stat, rtol))
+    return out if return_details else LimitResult(out.mu_up, out.mu_up_exp)
+
+
+@jax.jit
+def _asimov_kernel(model, data, signal, mu, tol, max_iter):
+    def one(data, signal, mu):
+        pars = _fit_one(
+            model,
+            data,
+            signal,
+            mu,
+            model.config.init,
+            fix_poi=True,
+            tol=tol,
+            max_iter=max_iter,
+        )[0]
+        return model._expected(pars, signal)
+
+    return jnp.vectorize(one, signature="(n),(s),()->(n)")(data, signal, mu)
+
+
+def asimov_data(
+    model: Model,
+    data: Float[ArrayLike, "*batch ndata"],
+    mu: Float[ArrayLike, "*batch"] = 0.0,
+    signal: Float[ArrayLike, "*batch nsignal"] | None = None,
+    *,
+    tol: float = TOL,
+    max_iter: int = MAX_ITER,
+) -> Float[Array, "*batch ndata"]:
+    """Asimov data as pyhf builds them: the expected main and auxiliary data at the
+    conditional fit to ``data`` at ``mu``, ``(*batch, ndata)``."""
+    data, signal = _inputs(model, data, signal)
+    mu = jnp.asarray(mu, dtype=jnp.float64)
+    _check_batch(data, signal, mu, model.config.init)
+    return _asimov_kernel(model, data, signal, mu, tol, max_iter)

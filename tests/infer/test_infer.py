@@ -1,0 +1,191 @@
+"""Asymptotic CLs, test statistics and upper limits against pyhf on the example."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import difflike as dl
+from difflike.errors import InputError
+from difflike.fit import profile
+from difflike.infer import (
+    asimov_data,
+    hypotest,
+    likelihood,
+    q0,
+    qmu,
+    qmu_tilde,
+    tmu,
+    upper_limit,
+)
+
+POINT = "sig_500_100"
+
+
+@pytest.fixture(scope="module")
+def example():
+    return dl.load(dl.example_workspace(), patchset=dl.example_patchset(), point=POINT)
+
+
+@pytest.fixture(scope="module")
+def pyhf_example():
+    pyhf = pytest.importorskip("pyhf")
+    pyhf.set_backend("numpy")
+    ws = pyhf.Workspace(json.loads(dl.example_workspace().read_text()))
+    with gzip.open(dl.example_patchset()) as f:
+        patch = pyhf.PatchSet(json.load(f))[POINT]
+    model = ws.model(patches=[patch])
+    return pyhf, model, ws.data(model)
+
+
+def _close(ours, theirs, rel=1e-3, abs_=1e-5):
+    ours, theirs = np.asarray(ours, float), np.asarray(theirs, float)
+    tol = np.maximum(rel * np.abs(theirs), abs_)
+    assert np.all(np.abs(ours - theirs) <= tol), (ours, theirs)
+
+
+@pytest.mark.parametrize("test_stat", ["qtilde", "q0"])
+def test_hypotest_matches_pyhf(example, pyhf_example, test_stat):
+    model, data = example
+    pyhf, pmodel, pdata = pyhf_example
+    mu = 0.0 if test_stat == "q0" else 1.0
+    cls, cls_exp = hypotest(mu, model, data, test_stat=test_stat)
+    ref, ref_exp = pyhf.infer.hypotest(
+        mu, pdata, pmodel, test_stat=test_stat, return_expected_set=True
+    )
+    _close(cls, ref)
+    _close(cls_exp, ref_exp)
+    assert np.all(np.diff(np.asarray(cls_exp)) > 0)
+
+
+def test_hypotest_with_q_and_an_unbounded_poi(example, pyhf_example):
+    model, data = example
+    pyhf, pmodel, pdata = pyhf_example
+    bounds = model.config.bounds.at[model.config.poi_index, 0].set(-5.0)
+    model = model.with_config(bounds=bounds)
+    pbounds = pmodel.config.suggested_bounds()
+    pbounds[pmodel.config.poi_index] = (-5.0, pbounds[pmodel.config.poi_index][1])
+    cls, cls_exp = hypotest(1.0, model, data, test_stat="q")
+    ref, ref_exp = pyhf.infer.hypotest(
+        1.0, pdata, pmodel, test_stat="q", par_bounds=pbounds, return_expected_set=True
+    )
+    _close(cls, ref)
+    _close(cls_exp, ref_exp)
+
+
+def test_details_and_batches(example):
+    model, data = example
+    mus = jnp.array([0.5, 1.0, 2.0])
+    out = hypotest(mus, model, data, return_details=True)
+    assert out.cls.shape == (3,) and out.cls_exp.shape == (3, 5)
+    np.testing.assert_allclose(out.cls, out.clsb / out.clb, rtol=1e-12)
+    assert out.converged.all()
+    assert np.all(np.diff(np.asarray(out.cls)) < 0)  # CLs falls with mu
+    single = hypotest(1.0, model, data)
+    assert float(single.cls) == pytest.approx(float(out.cls[1]), rel=1e-9)
+
+
+def test_test_statistics_conventions(example):
+    model, data = example
+    lik = likelihood(model, data)
+    muhat, _ = lik.fit()
+    muhat = float(muhat)
+    assert muhat > 0.05
+    below, above = 0.5 * muhat, muhat + 1.0
+    assert float(qmu_tilde(below, lik)) == 0.0  # muhat > mu
+    assert float(qmu(above, lik)) > 0.0
+    assert float(tmu(below, lik)) > 0.0
+    assert float(q0(0.0, lik)) == pytest.approx(float(tmu(0.0, lik)))
+    with pytest.raises(InputError, match="test statistic"):
+        hypotest(1.0, model, data, test_stat="banana")
+    with pytest.raises(InputError, match="asymptotic"):
+        hypotest(1.0, model, data, test_stat="tmu")
+
+
+def test_asimov_data_as_pyhf_builds_them(example, pyhf_example):
+    model, data = example
+    pyhf, pmodel, pdata = pyhf_example
+    ours = asimov_data(model, data, 0.0)
+    ref = pyhf.infer.calculators.generate_asimov_data(
+        0.0,
+        pdata,
+        pmodel,
+        pmodel.config.suggested_init(),
+        pmodel.config.suggested_bounds(),
+        pmodel.config.suggested_fixed(),
+    )
+    nmain = model.config.nmaindata
+    # pyhf's SLSQP stops earlier than our Newton fit: main bins agree to ~1e-5,
+    # fitted nuisance parameters (the auxiliary data) to ~1e-4
+    np.testing.assert_allclose(ours[:nmain], ref[:nmain], rtol=1e-4)
+    np.testing.assert_allclose(ours[nmain:], ref[nmain:], rtol=1e-3, atol=1e-3)
+    # and ours is exactly the expected data at our own conditional fit
+    pars = profile(model, data, 0.0).pars
+    np.testing.assert_allclose(ours, model.expected_data(pars), rtol=1e-12)
+
+
+def test_upper_limit_matches_pyhf(pyhf_example):
+    # a point whose five expected limits all lie below the POI bound, where pyhf's
+    # toms748 search works
+    model, data = dl.load(
+        dl.example_workspace(), patchset=dl.example_patchset(), point="sig_300_0"
+    )
+    pyhf, _, _ = pyhf_example
+    ws = pyhf.Workspace(json.loads(dl.example_workspace().read_text()))
+    with gzip.open(dl.example_patchset()) as f:
+        pmodel = ws.model(patches=[pyhf.PatchSet(json.load(f))["sig_300_0"]])
+    out = upper_limit(model, data, return_details=True)
+    assert out.converged.all() and not bool(out.widened)
+    obs, exp = pyhf.infer.intervals.upper_limits.upper_limit(ws.data(pmodel), pmodel)
+    _close(out.mu_up, obs, rel=5e-3)
+    _close(out.mu_up_exp, exp, rel=5e-3)
+    # the limit solves CLs(mu_up) = 0.05
+    cls, _ = hypotest(out.mu_up, model, data)
+    assert float(cls) == pytest.approx(0.05, rel=1e-5)
+
+
+def test_limit_search_widens_beyond_the_poi_bound(example):
+    model, data = example
+    bounds = model.config.bounds.at[model.config.poi_index, 1].set(1.0)
+    narrow = model.with_config(bounds=bounds)
+    out = upper_limit(narrow, data, return_details=True)
+    assert bool(out.widened) and out.converged.all()
+    assert float(out.mu_up_exp[-1]) > 1.0
+
+
+def test_limit_gradient_wrt_signal_by_implicit_function_theorem():
+    model, data = dl.load(dl.example_workspace(), signal_regions=["SR_low", "SR_high"])
+    s = jnp.linspace(2.0, 5.0, model.config.nsignal)
+
+    def mu_up(s):
+        return upper_limit(model, data, s).mu_up
+
+    grad = np.asarray(jax.grad(mu_up)(s))
+    eps = 1e-4
+    fd = [
+        (float(mu_up(s.at[i].add(eps))) - float(mu_up(s.at[i].add(-eps)))) / (2 * eps)
+        for i in range(s.size)
+    ]
+    np.testing.assert_allclose(grad, fd, rtol=1e-3, atol=1e-6)
+    assert np.abs(grad).max() > 1e-2  # not vacuous
+
+
+def test_cls_gradient_wrt_signal():
+    model, data = dl.load(dl.example_workspace(), signal_regions=["SR_low", "SR_high"])
+    s = jnp.linspace(1.0, 3.0, model.config.nsignal)
+
+    def cls(s):
+        return hypotest(1.0, model, data, s).cls
+
+    grad = np.asarray(jax.grad(cls)(s))
+    eps = 1e-5
+    fd = [
+        (float(cls(s.at[i].add(eps))) - float(cls(s.at[i].add(-eps)))) / (2 * eps)
+        for i in range(s.size)
+    ]
+    np.testing.assert_allclose(grad, fd, rtol=1e-3, atol=1e-7)
