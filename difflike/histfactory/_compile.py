@@ -317,14 +317,8 @@ def compile_model(
             )
 
     mult_index = _padded(mult, (nsamples, nmain), pad=npars)
-    if normsys_code == "code4" and ns_params:
-        ns_coef = np.moveaxis(
-            interp.code4_coefficients(ns_hi.reshape(-1), ns_lo.reshape(-1)).reshape(
-                *ns_hi.shape, 6
-            ),
-            -1,
-            0,
-        )
+    if normsys_code == "code4":
+        ns_coef = interp.code4_coefficients(ns_hi, ns_lo)
     else:
         ns_coef = np.zeros((6, *ns_hi.shape))
 

@@ -79,15 +79,16 @@ _CODE4_A_INVERSE = np.array(
 
 
 def code4_coefficients(
-    hi: Float[np.ndarray, " n"], lo: Float[np.ndarray, " n"]
-) -> Float[np.ndarray, "n 6"]:
+    hi: Float[np.ndarray, "*n"], lo: Float[np.ndarray, "*n"]
+) -> Float[np.ndarray, "6 *n"]:  # noqa: F821
     """Coefficients :math:`a_1..a_6` of code 4's polynomial, computed once (numpy).
 
     Args:
-        hi, lo: the up and down factors, positive, ``(n,)``.
+        hi, lo: the up and down factors, positive, ``(*n)``.
 
     Returns:
-        ``(n, 6)`` float64 coefficients of :math:`\\alpha^1 .. \\alpha^6`.
+        ``(6, *n)`` float64: ``[i]`` multiplies :math:`\\alpha^{i+1}`, the layout
+        :func:`code4` takes.
     """
     hi = np.asarray(hi, dtype=np.float64)
     lo = np.asarray(lo, dtype=np.float64)
@@ -95,14 +96,14 @@ def code4_coefficients(
     b = np.stack(
         [hi - 1.0, lo - 1.0, log_hi * hi, -log_lo * lo, log_hi**2 * hi, log_lo**2 * lo]
     )
-    return (_CODE4_A_INVERSE @ b).T
+    return np.tensordot(_CODE4_A_INVERSE, b, axes=1)
 
 
 def code4(
     alpha: Float[ArrayLike, "*n"],
     hi: Float[ArrayLike, "*n"],
     lo: Float[ArrayLike, "*n"],
-    coefficients: ArrayLike,
+    coefficients: Float[ArrayLike, "6 *n"],  # noqa: F821
 ) -> Float[Array, "*n"]:
     r"""Polynomial interpolation inside :math:`|\alpha|<1`, exponential outside.
 
@@ -114,8 +115,7 @@ def code4(
     Args:
         alpha: nuisance parameter values, ``(*n)``.
         hi, lo: positive up and down factors, ``(*n)``.
-        coefficients: from :func:`code4_coefficients`, moved to the front:
-            ``(6, *n)`` (``coefficients[i]`` multiplies :math:`\\alpha^{i+1}`).
+        coefficients: from :func:`code4_coefficients`, ``(6, *n)``.
 
     Returns:
         The multiplicative factor, ``(*n)``.
