@@ -28,6 +28,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float
 
+from difflike.fit._linalg import symmetric_solve
+
 __all__ = ["optimal_point", "optimal_value"]
 
 
@@ -74,5 +76,5 @@ def _optimal_point_jvp(fun, primals, tangents):
     h = jax.hessian(fun)(x, *args)
     both = free[:, None] & free[None, :]
     a = jnp.where(both, h, 0.0) + jnp.diag(jnp.where(free, 0.0, 1.0))
-    dx = jnp.linalg.solve(a, -jnp.where(free, cross, 0.0))
+    dx = symmetric_solve(a, -jnp.where(free, cross, 0.0), positive=False)
     return x, jnp.where(free, dx, 0.0)

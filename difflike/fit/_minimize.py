@@ -35,6 +35,8 @@ import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Array, Bool, Float, Int
 
+from difflike.fit._linalg import symmetric_solve
+
 __all__ = ["STATUS_MESSAGES", "MinimizeResult", "minimize"]
 
 STATUS_MESSAGES = {
@@ -95,8 +97,7 @@ def _solve(h, g, mask, lam):
     both = mask[:, None] & mask[None, :]
     a = jnp.where(both, h, 0.0) + jnp.diag(jnp.where(mask, damping, 1.0))
     gm = jnp.where(mask, g, 0.0)
-    chol = jnp.linalg.cholesky(a)
-    d = -jax.scipy.linalg.cho_solve((chol, True), gm)
+    d = -symmetric_solve(a, gm)  # NaN where not positive definite
     ok = jnp.all(jnp.isfinite(d))
     return jnp.where(ok, d, 0.0), ok
 
