@@ -132,8 +132,9 @@ def minimize(
     Returns:
         :class:`MinimizeResult`.
     """
+    exact_grad = jax.grad(fun)
     if derivs is None:
-        grad = jax.grad(fun)
+        grad = exact_grad
         hess = jax.jacfwd(grad)
 
         def derivs(x, *a):
@@ -163,12 +164,44 @@ def minimize(
         decrement = jnp.where(newton_ok, -jnp.dot(s.g, newton), jnp.inf)
         converged = newton_ok & (0.5 * decrement <= tol)
 
-        step, step_ok = _solve(s.h, s.g, mask, s.lam)
-        step = jnp.where(s.lam == 0.0, newton, step)
-        step_ok = jnp.where(s.lam == 0.0, newton_ok, step_ok)
-        x_try = jnp.clip(s.x + step, lower, upper)
-        f_try = fun(x_try, *args)
+        # the damped system differs from Newton's only once a step was rejected
+        step, step_ok = lax.cond(
+            s.lam == 0.0,
+            lambda: (newton, newton_ok),
+            lambda: _solve(s.h, s.g, mask, s.lam),
+        )
+        # An approximate Hessian can overestimate the curvature along the step
+        # (Gauss-Newton leaves out the residual term), which makes every step too
+        # short and convergence slow. The exact curvature along the step, one
+        # Hessian-vector product, gives the 1-D Newton length; both the step and
+        # the lengthened one are tried and the better is kept.
+        _, h_step = jax.jvp(lambda x: exact_grad(x, *args), (s.x,), (step,))
+        curvature = jnp.dot(step, h_step)
+        slope = jnp.dot(s.g, step)
+        length = jnp.where(curvature > 0, -slope / curvature, 1.0)
+        length = jnp.clip(jnp.where(jnp.isfinite(length), length, 1.0), 1e-3, 100.0)
+        x_one = jnp.clip(s.x + step, lower, upper)
+        x_long = jnp.clip(s.x + length * step, lower, upper)
+        f_one, f_long = fun(x_one, *args), fun(x_long, *args)
+        longer = jnp.isfinite(f_long) & (
+            f_long < jnp.where(jnp.isfinite(f_one), f_one, jnp.inf)
+        )
+        x_try = jnp.where(longer, x_long, x_one)
+        f_try = jnp.where(longer, f_long, f_one)
         accept = step_ok & jnp.isfinite(f_try) & (f_try < s.f) & ~converged
+        # Once converged, the undamped step is still taken when it does not raise
+        # -ln L beyond round-off: the value has converged, but in flat directions
+        # the parameters gain digits from it (derivatives of fitted parameters and
+        # finite differences of them need those).
+        polish = (
+            converged
+            & (s.lam == 0.0)
+            & jnp.isfinite(f_one)
+            & (f_one <= s.f + 1e-13 * (1.0 + jnp.abs(s.f)))
+        )
+        x_try = jnp.where(polish, x_one, x_try)
+        f_try = jnp.where(polish, f_one, f_try)
+        accept = accept | polish
 
         def moved(_):
             return (x_try, f_try, *derivs(x_try, *args))
