@@ -29,7 +29,7 @@ from difflike.fit._implicit import optimal_point, optimal_value
 from difflike.fit._minimize import STATUS_MESSAGES, minimize
 from difflike.histfactory import Model
 
-__all__ = ["FitResult", "fit", "nll", "profile"]
+__all__ = ["FitResult", "fit", "nll", "profile", "require_poi"]
 
 #: default convergence tolerance: half the Newton decrement, in units of -ln L
 TOL = 1e-12
@@ -163,10 +163,27 @@ def _fit_kernel(model, data, signal, mu, init, *, fix_poi, tol, max_iter):
     )
 
 
-def _init(model: Model, init: ArrayLike | None) -> Array:
-    if init is None:
-        return model.config.init
-    return model._pars(init)
+def require_poi(model: Model, what: str) -> None:
+    """Raise :class:`InvalidModelError` when ``model`` has no parameter of interest."""
+    if model.config.poi_index is None:
+        raise InvalidModelError(
+            f"{what} needs a parameter of interest, and this model has none "
+            "(set the measurement's 'poi', or pass poi_name= to difflike.load)",
+            file=model.config.source,
+        )
+
+
+def _run(model: Model, data, signal, mu, init, tol, max_iter) -> FitResult:
+    """Check the inputs and run the fit kernel; ``mu=None`` is a global fit."""
+    data = model._data(data, model.config.ndata, "data")
+    signal = model._signal(signal)
+    init = model.config.init if init is None else model._pars(init)
+    fix_poi = mu is not None
+    mu = jnp.asarray(0.0 if mu is None else mu, dtype=jnp.float64)
+    _check_batch(data, signal, mu, init)
+    return _fit_kernel(
+        model, data, signal, mu, init, fix_poi=fix_poi, tol=tol, max_iter=max_iter
+    )
 
 
 def fit(
@@ -193,20 +210,7 @@ def fit(
     Returns:
         :class:`FitResult` with the broadcast batch shape of the inputs.
     """
-    data = model._data(data, model.config.ndata, "data")
-    signal = model._signal(signal)
-    mu, init = jnp.zeros(()), _init(model, init)
-    _check_batch(data, signal, mu, init)
-    return _fit_kernel(
-        model,
-        data,
-        signal,
-        mu,
-        init,
-        fix_poi=False,
-        tol=tol,
-        max_iter=max_iter,
-    )
+    return _run(model, data, signal, None, init, tol, max_iter)
 
 
 def profile(
@@ -239,26 +243,8 @@ def profile(
     Raises:
         InvalidModelError: the model has no parameter of interest.
     """
-    if model.config.poi_index is None:
-        raise InvalidModelError(
-            "profile() needs a parameter of interest, and this model has none "
-            "(set the measurement's 'poi', or pass poi_name= to difflike.load)",
-            file=model.config.source,
-        )
-    data = model._data(data, model.config.ndata, "data")
-    signal = model._signal(signal)
-    mu, init = jnp.asarray(mu, dtype=jnp.float64), _init(model, init)
-    _check_batch(data, signal, mu, init)
-    return _fit_kernel(
-        model,
-        data,
-        signal,
-        mu,
-        init,
-        fix_poi=True,
-        tol=tol,
-        max_iter=max_iter,
-    )
+    require_poi(model, "profile()")
+    return _run(model, data, signal, mu, init, tol, max_iter)
 
 
 def _check_batch(data: Array, signal: Array, mu: Array, init: Array) -> None:

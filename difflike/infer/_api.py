@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
 from difflike.errors import InputError
-from difflike.fit._api import MAX_ITER, TOL, _check_batch, _fit_one
+from difflike.fit._api import MAX_ITER, TOL, _check_batch, require_poi
 from difflike.histfactory import Model
 from difflike.infer._asymptotic import (
     HypotestDetails,
@@ -51,13 +51,7 @@ def likelihood(
 
 
 def _inputs(model: Model, data, signal):
-    if model.config.poi_index is None:
-        from difflike.errors import InvalidModelError
-
-        raise InvalidModelError(
-            "inference needs a parameter of interest, and this model has none",
-            file=model.config.source,
-        )
+    require_poi(model, "inference")
     if data is None:
         raise InputError("data are required with a compiled model", got=None)
     return model._data(data, model.config.ndata, "data"), model._signal(signal)
@@ -185,17 +179,8 @@ def upper_limit(
 @jax.jit
 def _asimov_kernel(model, data, signal, mu, tol, max_iter):
     def one(data, signal, mu):
-        pars = _fit_one(
-            model,
-            data,
-            signal,
-            mu,
-            model.config.init,
-            fix_poi=True,
-            tol=tol,
-            max_iter=max_iter,
-        )[0]
-        return model._expected(pars, signal)
+        lik = ModelLikelihood(model, data, signal, model.config.init, tol, max_iter)
+        return lik.asimov(mu).data
 
     return jnp.vectorize(one, signature="(n),(s),()->(n)")(data, signal, mu)
 

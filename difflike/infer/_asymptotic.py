@@ -99,6 +99,18 @@ def _check_statistic(test_stat: str) -> None:
         )
 
 
+def _expected_log_pvalues(sqrt_q_asimov):
+    """Log of expected ``(CLs+b, CLb)`` at ``t = n`` for each of :data:`NSIGMA`, ``(5,)``
+    each (``sqrt_q_asimov`` scalar, or ``(5,)`` with one value per ``n``)."""
+    n = jnp.asarray(NSIGMA)
+    return log_ndtr(-(n + sqrt_q_asimov)), log_ndtr(-n)
+
+
+def _log_cls(log_clsb, log_clb, test_stat: str):
+    """Log of the quoted value: CLs, or CLs+b (the p-value :math:`p_0`) for ``q0``."""
+    return log_clsb if test_stat == "q0" else log_clsb - log_clb
+
+
 def log_pvalues(q, q_asimov, test_stat: str):
     """Log of ``(CLs+b, CLb)`` observed, ``()`` each, and expected, ``(5,)`` each."""
     sq, sqa = _safe_sqrt(q), _safe_sqrt(q_asimov)
@@ -107,14 +119,7 @@ def log_pvalues(q, q_asimov, test_stat: str):
         t = jnp.where(sq <= sqa, sq - sqa, (q - q_asimov) / denom)
     else:
         t = sq - sqa
-    n = jnp.asarray(NSIGMA)
-    return (
-        log_ndtr(-(t + sqa)),
-        log_ndtr(-t),
-        log_ndtr(-(n + sqa)),
-        log_ndtr(-n),
-        t,
-    )
+    return (log_ndtr(-(t + sqa)), log_ndtr(-t), *_expected_log_pvalues(sqa), t)
 
 
 def _asimov_mu(test_stat: str) -> float:
@@ -129,10 +134,8 @@ def hypotest_one(mu, lik: Likelihood, test_stat: str = "qtilde") -> HypotestDeta
     lik_a = lik.asimov(_asimov_mu(test_stat))
     q_a = stat(mu, lik_a, lik_a.fit())
     lsb, lb, lsb_e, lb_e, t = log_pvalues(q, q_a, test_stat)
-    if test_stat == "q0":
-        cls, cls_exp = jnp.exp(lsb), jnp.exp(lsb_e)
-    else:
-        cls, cls_exp = jnp.exp(lsb - lb), jnp.exp(lsb_e - lb_e)
+    cls = jnp.exp(_log_cls(lsb, lb, test_stat))
+    cls_exp = jnp.exp(_log_cls(lsb_e, lb_e, test_stat))
     finite = jnp.isfinite(q) & jnp.isfinite(q_a)
     return HypotestDetails(
         cls=cls,
@@ -183,20 +186,16 @@ class LimitDetails(NamedTuple):
 
 def _curves(mus, lik, lik_a, free, free_a, stat, test_stat, log_alpha):
     """``ln CLs - ln alpha`` of the observed curve at ``mus[0]`` and the expected
-    curves at ``mus[1:]``, ``(6,)``."""
+    curves at ``mus[1:]``, ``(6,)``; and, as auxiliary output, :math:`q_A` at
+    ``mus[0]``."""
     q = stat(mus[0], lik, free)
     q_a_obs = stat(mus[0], lik_a, free_a)
     q_a_exp = jax.vmap(lambda m: stat(m, lik_a, free_a))(mus[1:])
     lsb, lb, _, _, _ = log_pvalues(q, q_a_obs, test_stat)
-    sqa = _safe_sqrt(q_a_exp)
-    n = jnp.asarray(NSIGMA)
-    lsb_e = log_ndtr(-(n + sqa))
-    lb_e = log_ndtr(-n)
-    if test_stat == "q0":
-        obs, exp = lsb, lsb_e
-    else:
-        obs, exp = lsb - lb, lsb_e - lb_e
-    return jnp.concatenate([obs[None], exp]) - log_alpha
+    lsb_e, lb_e = _expected_log_pvalues(_safe_sqrt(q_a_exp))
+    obs = _log_cls(lsb, lb, test_stat)
+    exp = _log_cls(lsb_e, lb_e, test_stat)
+    return jnp.concatenate([obs[None], exp]) - log_alpha, q_a_obs
 
 
 def _solve_limits(lik, alpha, test_stat, rtol, max_iter):
@@ -219,7 +218,7 @@ def _solve_limits(lik, alpha, test_stat, rtol, max_iter):
 
     # bracket: double the upper end while any curve is still above alpha there
     def widen_cond(s):
-        _, h_hi, k = s
+        _, (h_hi, _), k = s
         return jnp.any(h_hi > 0) & (k < MAX_WIDEN)
 
     def widen_body(s):
@@ -228,14 +227,14 @@ def _solve_limits(lik, alpha, test_stat, rtol, max_iter):
         return hi, h(jnp.full(6, hi)), k + 1
 
     hi0 = jnp.asarray(hi_bound, jnp.float64)
-    hi, h_hi, nwiden = lax.while_loop(
+    hi, (h_hi, q_a_hi), nwiden = lax.while_loop(
         widen_cond, widen_body, (hi0, h(jnp.full(6, hi0)), 0)
     )
     lo = jnp.full(6, lo_bound, jnp.float64)
     upper = jnp.full(6, hi)
 
     # first guess: mu = sigma * (-Phi^-1(alpha Phi(-n)) - n) with sigma = hi / sqrt(qA(hi))
-    sqa_hi = jnp.sqrt(jnp.maximum(stat(hi, lik_a, free_a), 1e-12))
+    sqa_hi = jnp.sqrt(jnp.maximum(q_a_hi, 1e-12))
     sigma = hi / sqa_hi
     n = jnp.asarray((0.0, *NSIGMA))
     guess = sigma * (-ndtri(alpha * jnp.exp(log_ndtr(-n))) - n)
@@ -243,7 +242,8 @@ def _solve_limits(lik, alpha, test_stat, rtol, max_iter):
     mu0 = jnp.clip(guess, lo + 1e-3 * span, upper - 1e-3 * span)
 
     def value_and_slope(mus):
-        return jax.jvp(h, (mus,), (jnp.ones_like(mus),))
+        val, slope, _ = jax.jvp(h, (mus,), (jnp.ones_like(mus),), has_aux=True)
+        return val, slope
 
     def cond(s):
         *_, done, it = s
@@ -287,7 +287,7 @@ def _limits_jvp(alpha, test_stat, rtol, max_iter, primals, tangents):
         lik_a = lik.asimov(_asimov_mu(test_stat))
         return _curves(
             mus, lik, lik_a, lik.fit(), lik_a.fit(), stat, test_stat, jnp.log(alpha)
-        )
+        )[0]
 
     _, slope = jax.jvp(lambda m: h(m, lik), (mu,), (jnp.ones_like(mu),))
     _, moved = jax.jvp(lambda p: h(mu, p), (lik,), (t_lik,))

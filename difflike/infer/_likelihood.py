@@ -84,19 +84,6 @@ class ModelLikelihood:
         """Profiled ``-ln L`` at fixed ``mu``."""
         return self._fit(mu, True)[1]
 
-    def fits(self, mu) -> dict[str, Array]:
-        """Both fits with their statuses (for reporting), one hypothesis."""
-        free = self._fit(0.0, False)
-        fixed = self._fit(mu, True)
-        return {
-            "free_pars": free[0],
-            "free_nll": free[1],
-            "free_status": free[2],
-            "fixed_pars": fixed[0],
-            "fixed_nll": fixed[1],
-            "fixed_status": fixed[2],
-        }
-
     def asimov(self, mu: float | Array) -> ModelLikelihood:
         """The likelihood of Asimov data built as pyhf builds them at ``mu``."""
         pars = self._fit(mu, True)[0]
