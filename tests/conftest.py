@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 import jax
+import numpy as np
 import pytest
 
 jax.config.update("jax_enable_x64", True)
@@ -47,3 +48,23 @@ def histfactory_refs() -> dict:
         with gzip.open(FIXTURES / "histfactory_pyhf_refs.json.gz", "rt") as f:
             _REFS = json.load(f)
     return _REFS
+
+
+def pyhf_example_point(point: str):
+    """``(pyhf, model, data)``: pyhf (numpy backend) on the built-in example at ``point``."""
+    import difflike as dl
+
+    pyhf = pytest.importorskip("pyhf")
+    pyhf.set_backend("numpy")
+    ws = pyhf.Workspace(json.loads(dl.example_workspace().read_text()))
+    with gzip.open(dl.example_patchset()) as f:
+        patch = pyhf.PatchSet(json.load(f))[point]
+    model = ws.model(patches=[patch])
+    return pyhf, model, ws.data(model)
+
+
+def assert_close(ours, theirs, rel: float = 1e-3, abs_: float = 1e-5) -> None:
+    """``|ours - theirs| <= max(rel * |theirs|, abs_)`` elementwise."""
+    ours, theirs = np.asarray(ours, float), np.asarray(theirs, float)
+    tol = np.maximum(rel * np.abs(theirs), abs_)
+    assert np.all(np.abs(ours - theirs) <= tol), (ours, theirs)

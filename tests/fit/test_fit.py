@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
-import json
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,6 +10,7 @@ import pytest
 import difflike as dl
 from difflike.errors import InvalidModelError, ShapeError
 from difflike.fit import STATUS_MESSAGES, fit, minimize, profile
+from tests.conftest import pyhf_example_point
 
 POINT = "sig_400_100"
 
@@ -29,13 +27,7 @@ def sr_example():
 
 @pytest.fixture(scope="module")
 def pyhf_example():
-    pyhf = pytest.importorskip("pyhf")
-    pyhf.set_backend("numpy")
-    ws = pyhf.Workspace(json.loads(dl.example_workspace().read_text()))
-    with gzip.open(dl.example_patchset()) as f:
-        patch = pyhf.PatchSet(json.load(f))[POINT]
-    model = ws.model(patches=[patch])
-    return pyhf, model, ws.data(model)
+    return pyhf_example_point(POINT)
 
 
 def test_minima_never_worse_than_pyhf(example, pyhf_example):

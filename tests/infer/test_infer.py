@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
-import json
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -23,6 +20,7 @@ from difflike.infer import (
     tmu,
     upper_limit,
 )
+from tests.conftest import assert_close, pyhf_example_point
 
 POINT = "sig_500_100"
 
@@ -34,19 +32,7 @@ def example():
 
 @pytest.fixture(scope="module")
 def pyhf_example():
-    pyhf = pytest.importorskip("pyhf")
-    pyhf.set_backend("numpy")
-    ws = pyhf.Workspace(json.loads(dl.example_workspace().read_text()))
-    with gzip.open(dl.example_patchset()) as f:
-        patch = pyhf.PatchSet(json.load(f))[POINT]
-    model = ws.model(patches=[patch])
-    return pyhf, model, ws.data(model)
-
-
-def _close(ours, theirs, rel=1e-3, abs_=1e-5):
-    ours, theirs = np.asarray(ours, float), np.asarray(theirs, float)
-    tol = np.maximum(rel * np.abs(theirs), abs_)
-    assert np.all(np.abs(ours - theirs) <= tol), (ours, theirs)
+    return pyhf_example_point(POINT)
 
 
 @pytest.mark.parametrize("test_stat", ["qtilde", "q0"])
@@ -58,8 +44,8 @@ def test_hypotest_matches_pyhf(example, pyhf_example, test_stat):
     ref, ref_exp = pyhf.infer.hypotest(
         mu, pdata, pmodel, test_stat=test_stat, return_expected_set=True
     )
-    _close(cls, ref)
-    _close(cls_exp, ref_exp)
+    assert_close(cls, ref)
+    assert_close(cls_exp, ref_exp)
     assert np.all(np.diff(np.asarray(cls_exp)) > 0)
 
 
@@ -74,8 +60,8 @@ def test_hypotest_with_q_and_an_unbounded_poi(example, pyhf_example):
     ref, ref_exp = pyhf.infer.hypotest(
         1.0, pdata, pmodel, test_stat="q", par_bounds=pbounds, return_expected_set=True
     )
-    _close(cls, ref)
-    _close(cls_exp, ref_exp)
+    assert_close(cls, ref)
+    assert_close(cls_exp, ref_exp)
 
 
 def test_details_and_batches(example):
@@ -129,21 +115,18 @@ def test_asimov_data_as_pyhf_builds_them(example, pyhf_example):
     np.testing.assert_allclose(ours, model.expected_data(pars), rtol=1e-12)
 
 
-def test_upper_limit_matches_pyhf(pyhf_example):
+def test_upper_limit_matches_pyhf():
     # a point whose five expected limits all lie below the POI bound, where pyhf's
     # toms748 search works
     model, data = dl.load(
         dl.example_workspace(), patchset=dl.example_patchset(), point="sig_300_0"
     )
-    pyhf, _, _ = pyhf_example
-    ws = pyhf.Workspace(json.loads(dl.example_workspace().read_text()))
-    with gzip.open(dl.example_patchset()) as f:
-        pmodel = ws.model(patches=[pyhf.PatchSet(json.load(f))["sig_300_0"]])
+    pyhf, pmodel, pdata = pyhf_example_point("sig_300_0")
     out = upper_limit(model, data, return_details=True)
     assert out.converged.all() and not bool(out.widened)
-    obs, exp = pyhf.infer.intervals.upper_limits.upper_limit(ws.data(pmodel), pmodel)
-    _close(out.mu_up, obs, rel=5e-3)
-    _close(out.mu_up_exp, exp, rel=5e-3)
+    obs, exp = pyhf.infer.intervals.upper_limits.upper_limit(pdata, pmodel)
+    assert_close(out.mu_up, obs, rel=5e-3)
+    assert_close(out.mu_up_exp, exp, rel=5e-3)
     # the limit solves CLs(mu_up) = 0.05
     cls, _ = hypotest(out.mu_up, model, data)
     assert float(cls) == pytest.approx(0.05, rel=1e-5)

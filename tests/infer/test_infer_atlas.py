@@ -17,7 +17,7 @@ import pytest
 import difflike as dl
 from difflike.fit import fit, profile
 from difflike.infer import hypotest, upper_limit
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, assert_close
 
 REFS_PATH = FIXTURES / "inference_pyhf_refs.json.gz"
 ANALYSES = ("ATLAS-SUSY-2018-04", "ATLAS-SUSY-2019-08")
@@ -58,12 +58,6 @@ def _load(likelihoods, key):
     )
 
 
-def _close(ours, theirs, rel=1e-3, abs_=1e-5):
-    ours, theirs = np.asarray(ours, float), np.asarray(theirs, float)
-    tol = np.maximum(rel * np.abs(theirs), abs_)
-    assert np.all(np.abs(ours - theirs) <= tol), (ours, theirs)
-
-
 def test_fixture_covers_both_analyses():
     for analysis in ANALYSES:
         assert any(k.startswith(analysis) for k in REFS["hypotest"]), analysis
@@ -75,8 +69,8 @@ def test_cls_and_minima_match_pyhf(likelihoods, key):
     model, data = _load(likelihoods, key)
     out = hypotest(1.0, model, data, return_details=True)
     assert bool(out.converged)
-    _close(out.cls, ref["cls_obs"])
-    _close(out.cls_exp, ref["cls_exp"])
+    assert_close(out.cls, ref["cls_obs"])
+    assert_close(out.cls_exp, ref["cls_exp"])
     free = fit(model, data)
     fixed = profile(model, data, np.array([1.0, 0.0]))
     assert bool(free.converged) and fixed.converged.all()
@@ -91,5 +85,5 @@ def test_upper_limits_match_pyhf(likelihoods, key):
     model, data = _load(likelihoods, key)
     out = upper_limit(model, data, return_details=True)
     assert out.converged.all()
-    _close(out.mu_up, ref["mu_up"], rel=5e-3)
-    _close(out.mu_up_exp, ref["mu_up_exp"], rel=5e-3)
+    assert_close(out.mu_up, ref["mu_up"], rel=5e-3)
+    assert_close(out.mu_up_exp, ref["mu_up_exp"], rel=5e-3)
