@@ -19,7 +19,7 @@ from difflike import (
     workspace,
 )
 from difflike._example import example_patchset, example_workspace
-from difflike._load import load, load_workspace
+from difflike._load import load, load_patchset, load_workspace
 from difflike._version import __version__
 from difflike.fit import FitResult, fit, profile
 from difflike.histfactory import Model, ModelConfig
@@ -40,6 +40,7 @@ __all__ = [
     "hypotest",
     "infer",
     "load",
+    "load_patchset",
     "load_workspace",
     "profile",
     "upper_limit",

@@ -13,7 +13,7 @@ from difflike.histfactory import Model, compile_model, observed_data
 from difflike.workspace import PatchSet, Workspace, read_patchset, read_workspace
 from difflike.workspace._io import source_of
 
-__all__ = ["load", "load_workspace"]
+__all__ = ["load", "load_patchset", "load_workspace"]
 
 PathOrSpec = str | os.PathLike | Mapping
 
@@ -50,7 +50,8 @@ def load_workspace(
             preview = ", ".join(ps.names[:5])
             raise InputError(
                 f"a patchset needs point=: one of its {len(ps)} point names "
-                f"({preview}, ...)",
+                f"({preview}, ...); difflike.load_patchset loads the whole grid "
+                "as one batched model",
                 file=ps.source,
             )
         ws = ws.with_point(ps, point, verify=verify)
@@ -118,3 +119,72 @@ def load(
         require_poi=poi_name is not None or patch is not None or patchset is not None,
     )
     return model, jnp.asarray(observed_data(spec, model))
+
+
+def load_patchset(
+    workspace: PathOrSpec | Workspace,
+    patchset: PathOrSpec | PatchSet,
+    *,
+    points: Sequence[str] | None = None,
+    measurement: str | None = None,
+    modifier_settings: Mapping | None = None,
+    verify: bool = True,
+    progress: bool = True,
+) -> tuple[Model, Float[Array, "npoints ndata"]]:
+    """Load a whole signal grid as one batched model and its observed data.
+
+    Every point is compiled as :func:`load` would, then all are re-expressed in
+    one common parameter and sample layout and stacked on a leading point axis
+    (:func:`difflike.histfactory.stack_models` explains the layout). Every
+    function of difflike broadcasts that axis with the other inputs' batch axes:
+    ``dl.hypotest(1.0, model, data)`` tests all points in one compiled call and
+    returns ``(npoints,)`` values; ``mu[:, None]`` scans ``mu`` on every point.
+
+    Args:
+        workspace: the background-only workspace (as for :func:`load`).
+        patchset: the patchset (file or document).
+        points: names of the points to load, in this order (default: all).
+        measurement, modifier_settings, verify: as for :func:`load`.
+        progress: show a progress bar on stderr while the points compile.
+
+    Returns:
+        ``(model, data)``: ``model.config.points`` names the points;
+        ``data`` is ``(npoints, ndata)``.
+
+    Raises:
+        difflike.errors.InputError: as :func:`load`, or when the points cannot
+            share one layout (different channels or POI).
+    """
+    from tqdm.auto import tqdm
+
+    from difflike.histfactory import stack_models
+
+    ws = read_workspace(workspace)
+    ps = read_patchset(patchset)
+    if verify:
+        ps.verify(ws, workspace_source=ws.source)
+    names = list(ps.names if points is None else points)
+    if not names:
+        raise InputError("no points to load", file=ps.source)
+    models, data = [], []
+    for name in tqdm(
+        names, desc="compiling points", unit="point", disable=not progress
+    ):
+        model, d = load(
+            ws,
+            patchset=ps,
+            point=name,
+            measurement=measurement,
+            modifier_settings=modifier_settings,
+            verify=False,
+        )
+        models.append(model)
+        data.append(d)
+    grid, grid_data = stack_models(
+        models,
+        data,
+        names,
+        source=f"{ws.source} with {ps.source} ({len(names)} points)",
+        digest=ws.digest(),
+    )
+    return grid, jnp.asarray(grid_data)

@@ -20,6 +20,7 @@ def test_top_level_names():
             "hypotest",
             "infer",
             "load",
+            "load_patchset",
             "load_workspace",
             "profile",
             "upper_limit",

@@ -24,10 +24,12 @@ from jax import lax
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
 from difflike._pytree import pytree_dataclass
+from difflike._vectorize import vectorize
 from difflike.errors import InvalidModelError, ShapeError
 from difflike.fit._implicit import optimal_point, optimal_value
 from difflike.fit._minimize import STATUS_MESSAGES, minimize
 from difflike.histfactory import Model
+from difflike.histfactory._model import model_batch_ndim
 
 __all__ = ["FitResult", "fit", "nll", "profile", "require_poi"]
 
@@ -92,7 +94,8 @@ def nll_derivs(x, free, fixed_values, model: Model, data, signal):
     The main-bin term :math:`\sum_b \lambda_b - n_b \ln\lambda_b` contributes
     :math:`J^\top (1 - n/\lambda)` to the gradient and :math:`J^\top
     \mathrm{diag}(n/\lambda^2) J` to the Hessian, with :math:`J` the Jacobian of the
-    expected main data (``nmain`` reverse passes: few bins, many parameters); the
+    expected main data (built from the model's structure,
+    :meth:`~difflike.histfactory.Model._main_and_jacobian`); the
     constraint terms depend on one parameter each, so their Hessian is diagonal and
     exact. Only the curvature of the rates themselves, weighted by the residuals
     :math:`1 - n/\lambda`, is left out. Rows and columns of fixed coordinates are 0.
@@ -100,7 +103,7 @@ def nll_derivs(x, free, fixed_values, model: Model, data, signal):
     nmain = model.config.nmaindata
     n, aux = data[:nmain], data[nmain:]
     pars = jnp.where(free, x, fixed_values)
-    lam, jac = _value_and_jacrev(lambda p: model._main(p, signal), pars)
+    lam, jac = model._main_and_jacobian(pars, signal)
     positive = n > 0
     safe = jnp.where(positive, lam, 1.0)
     g_main = jac.T @ (1.0 - jnp.where(positive, n / safe, 0.0))
@@ -117,19 +120,17 @@ def nll_derivs(x, free, fixed_values, model: Model, data, signal):
     return g, jnp.where(both, h, 0.0)
 
 
-def _value_and_jacrev(f, x):
-    y, vjp = jax.vjp(f, x)
-    (jac,) = jax.vmap(vjp)(jnp.eye(y.shape[0], dtype=y.dtype))
-    return y, jac
+def _fit_one(model: Model, data, signal, mu, init, *, fix_poi, tol, max_iter):
+    """Fit one example; returns ``(pars, nll, status, nit)``.
 
-
-def _fit_one(model: Model, data, signal, mu, init, *, fix_poi: bool, tol, max_iter):
-    """Fit one example; returns ``(pars, nll, status, nit)``."""
+    ``fix_poi`` (a bool, possibly traced) fixes the POI at ``mu``; otherwise the POI
+    is free like every other non-fixed parameter and ``mu`` is not used.
+    """
     config = model.config
     free = ~config.fixed
     fixed_values = init
-    if fix_poi:
-        poi = jnp.arange(config.npars) == config.poi_index
+    if config.poi_index is not None:  # fix_poi may be traced: one fit for both kinds
+        poi = (jnp.arange(config.npars) == config.poi_index) & fix_poi
         free = free & ~poi
         fixed_values = jnp.where(poi, mu, init)
     lower, upper = config.bounds[:, 0], config.bounds[:, 1]
@@ -154,10 +155,14 @@ def _fit_one(model: Model, data, signal, mu, init, *, fix_poi: bool, tol, max_it
 
 @partial(jax.jit, static_argnames=("fix_poi",))
 def _fit_kernel(model, data, signal, mu, init, *, fix_poi, tol, max_iter):
-    one = partial(_fit_one, model, fix_poi=fix_poi, tol=tol, max_iter=max_iter)
-    pars, value, status, nit = jnp.vectorize(
-        one, signature="(n),(s),(),(p)->(p),(),(),()"
-    )(data, signal, mu, init)
+    def one(model, data, signal, mu, init):
+        return _fit_one(
+            model, data, signal, mu, init, fix_poi=fix_poi, tol=tol, max_iter=max_iter
+        )
+
+    pars, value, status, nit = vectorize(
+        one, "(n),(s),(),(p)->(p),(),(),()", batch_ndim=model_batch_ndim
+    )(model, data, signal, mu, init)
     return FitResult(
         nll=value, pars=pars, converged=status <= 1, status=status, nit=nit
     )
@@ -180,7 +185,7 @@ def _run(model: Model, data, signal, mu, init, tol, max_iter) -> FitResult:
     init = model.config.init if init is None else model._pars(init)
     fix_poi = mu is not None
     mu = jnp.asarray(0.0 if mu is None else mu, dtype=jnp.float64)
-    _check_batch(data, signal, mu, init)
+    _check_batch(data, signal, mu, init, model=model)
     return _fit_kernel(
         model, data, signal, mu, init, fix_poi=fix_poi, tol=tol, max_iter=max_iter
     )
@@ -247,14 +252,19 @@ def profile(
     return _run(model, data, signal, mu, init, tol, max_iter)
 
 
-def _check_batch(data: Array, signal: Array, mu: Array, init: Array) -> None:
-    """Raise :class:`ShapeError` when the inputs' batch axes do not broadcast."""
+def _check_batch(
+    data: Array, signal: Array, mu: Array, init: Array, *, model: Model
+) -> None:
+    """Raise :class:`ShapeError` when the inputs' batch axes (and a grid model's point
+    axis) do not broadcast."""
     shapes = {
         "data": data.shape[:-1],
         "signal": signal.shape[:-1],
         "mu": mu.shape,
         "init": init.shape[:-1],
     }
+    if model.config.batch_shape:
+        shapes["model points"] = model.config.batch_shape
     try:
         np.broadcast_shapes(*shapes.values())
     except ValueError:

@@ -14,6 +14,7 @@ from difflike.histfactory._compile import (
 )
 from difflike.histfactory._layout import ParamSet
 from difflike.histfactory._model import Model, ModelConfig
+from difflike.histfactory._stack import stack_models
 
 __all__ = [
     "DEFAULT_MODIFIER_SETTINGS",
@@ -23,6 +24,7 @@ __all__ = [
     "compile_model",
     "interpolation",
     "observed_data",
+    "stack_models",
 ]
 
 

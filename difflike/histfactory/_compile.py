@@ -399,6 +399,7 @@ def compile_model(
         aux_sigma=f64(aux_sigma),
         aux_factor=f64(aux_factor),
         aux_poisson=jnp.asarray(np.asarray(aux_poisson, dtype=bool)),
+        aux_mask=jnp.ones(len(aux_param), dtype=bool),
         signal=f64(np.zeros(sum(signal_nbins))),
         normsys_code=normsys_code,
         histosys_code=histosys_code,

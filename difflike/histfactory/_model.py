@@ -33,6 +33,7 @@ from jax.scipy.special import gammaln
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
 from difflike._pytree import pytree_dataclass, replace, static
+from difflike._vectorize import vectorize
 from difflike.errors import InvalidDataError, ShapeError, UnknownParameterError
 from difflike.histfactory import _interpolation as interp
 
@@ -70,6 +71,9 @@ class ModelConfig:
         modifier_settings: ``(("histosys", code), ("normsys", code))``.
         source: where the workspace came from (file, patch, point).
         digest: SHA-256 of the workspace document (pyhf's digest).
+        points: for a stacked signal grid (:func:`difflike.load_patchset`), the
+            name of each point, aligned with the leading axis of every array;
+            empty for a single model.
     """
 
     init: Float[Array, " npars"]
@@ -94,8 +98,14 @@ class ModelConfig:
     modifier_settings: tuple[tuple[str, str], ...] = static()
     source: str = static()
     digest: str = static()
+    points: tuple[str, ...] = static(default=())
 
     # -- sizes -------------------------------------------------------------------
+    @property
+    def batch_shape(self) -> tuple[int, ...]:
+        """Leading axes shared by every array: ``(npoints,)`` for a grid, else ``()``."""
+        return tuple(self.init.shape[:-1])
+
     @property
     def npars(self) -> int:
         """Number of parameter components."""
@@ -205,6 +215,8 @@ class Model:
         aux_sigma: Gaussian width (1 for Poisson terms), ``(nauxdata,)``.
         aux_factor: Poisson rate factor (1 for Gaussian terms), ``(nauxdata,)``.
         aux_poisson: whether each term is Poisson, ``(nauxdata,)``.
+        aux_mask: whether each term counts (all true, except in a stacked grid
+            for the parameters a point does not use), ``(nauxdata,)``.
         signal: default signal yields of a signal-region model, ``(nsignal,)``.
         normsys_code, histosys_code: interpolation codes.
         signal_sample: row of ``nominal`` that receives the signal (-1: none).
@@ -225,6 +237,7 @@ class Model:
     aux_sigma: Float[Array, " nauxdata"]
     aux_factor: Float[Array, " nauxdata"]
     aux_poisson: Bool[Array, " nauxdata"]
+    aux_mask: Bool[Array, " nauxdata"]
     signal: Float[Array, " nsignal"]
     normsys_code: str = static()
     histosys_code: str = static()
@@ -232,34 +245,73 @@ class Model:
     signal_bins: tuple[int, ...] = static()
 
     # -- single-example kernels (vectorised by the public methods) -------------------
-    def _normsys_factors(
-        self, pars: Float[Array, " npars"]
+    def _normsys_at(
+        self, alpha: Float[Array, " A"]
     ) -> Float[Array, "A nsamples nmain"]:
-        alpha = pars[self.normsys_param][:, None, None]
+        alpha = alpha[:, None, None]
         if self.normsys_code == "code1":
             return interp.code1(alpha, self.normsys_hi, self.normsys_lo)
         return interp.code4(alpha, self.normsys_hi, self.normsys_lo, self.normsys_coef)
 
-    def _histosys_deltas(
-        self, pars: Float[Array, " npars"]
+    def _histosys_at(
+        self, alpha: Float[Array, " H"]
     ) -> Float[Array, "H nsamples nmain"]:
-        alpha = pars[self.histosys_param][:, None, None]
         kernel = {"code0": interp.code0, "code2": interp.code2, "code4p": interp.code4p}
+        alpha = alpha[:, None, None]
         return kernel[self.histosys_code](alpha, self.histosys_up, self.histosys_dn)
+
+    def _nominal(
+        self, signal: Float[Array, " nsignal"]
+    ) -> Float[Array, "nsamples nmain"]:
+        if self.signal_sample < 0:
+            return self.nominal
+        bins = jnp.asarray(self.signal_bins)
+        return self.nominal.at[self.signal_sample, bins].set(signal)
 
     def _rates(
         self, pars: Float[Array, " npars"], signal: Float[Array, " nsignal"]
     ) -> Float[Array, "nsamples nmain"]:
-        nominal = self.nominal
-        if self.signal_sample >= 0:
-            nominal = nominal.at[self.signal_sample, jnp.asarray(self.signal_bins)].set(
-                signal
-            )
         factors = jnp.concatenate([pars, jnp.ones((1,), pars.dtype)])
         scale = jnp.prod(factors[self.mult_index], axis=0)
-        scale = scale * jnp.prod(self._normsys_factors(pars), axis=0)
-        shift = jnp.sum(self._histosys_deltas(pars), axis=0)
-        return (nominal + shift) * scale
+        scale = scale * jnp.prod(self._normsys_at(pars[self.normsys_param]), axis=0)
+        shift = jnp.sum(self._histosys_at(pars[self.histosys_param]), axis=0)
+        return (self._nominal(signal) + shift) * scale
+
+    def _main_and_jacobian(
+        self, pars: Float[Array, " npars"], signal: Float[Array, " nsignal"]
+    ) -> tuple[Float[Array, " nmain"], Float[Array, "nmain npars"]]:
+        """Expected main data and their Jacobian with respect to ``pars``.
+
+        Built from the model's structure instead of ``nmain`` reverse passes: each
+        interpolated factor depends on one parameter, so one forward pass with a
+        tangent of ones gives every factor's derivative; a parameter-valued factor's
+        derivative is the product of the entry's other factors (exclusive products,
+        no division, so a parameter at 0 is fine). Scatter-adds collect the columns.
+        """
+        npars = pars.shape[0]
+        ones = jnp.ones((1,), pars.dtype)
+        mult = jnp.concatenate([pars, ones])[self.mult_index]  # (L, S, N)
+        a_ns = pars[self.normsys_param]
+        ns, d_ns = jax.jvp(self._normsys_at, (a_ns,), (jnp.ones_like(a_ns),))
+        a_hs = pars[self.histosys_param]
+        hs, d_hs = jax.jvp(self._histosys_at, (a_hs,), (jnp.ones_like(a_hs),))
+        base = self._nominal(signal) + jnp.sum(hs, axis=0)  # (S, N)
+        mult_prod = jnp.prod(mult, axis=0)
+        ns_prod = jnp.prod(ns, axis=0)
+        main = jnp.sum(base * mult_prod * ns_prod, axis=0)
+
+        nmain = main.shape[0]
+        jac = jnp.zeros((nmain, npars + 1), pars.dtype)  # last column: the 1-factor
+        bins = jnp.broadcast_to(jnp.arange(nmain), self.mult_index.shape)
+        d_mult = base * ns_prod * _exclusive_prod(mult)  # (L, S, N)
+        jac = jac.at[bins, self.mult_index].add(d_mult)
+        d_norm = jnp.sum(
+            base * mult_prod * _exclusive_prod(ns) * d_ns, axis=1
+        )  # (A, N)
+        jac = jac.at[:, self.normsys_param].add(d_norm.T)
+        d_hist = jnp.sum(d_hs * (mult_prod * ns_prod), axis=1)  # (H, N)
+        jac = jac.at[:, self.histosys_param].add(d_hist.T)
+        return main, jac[:, :npars]
 
     def _main(self, pars, signal):
         return jnp.sum(self._rates(pars, signal), axis=0)
@@ -275,7 +327,8 @@ class Model:
         gauss = _normal_logpdf(auxdata, theta, self.aux_sigma)
         rate = jnp.where(self.aux_poisson, theta * self.aux_factor, 1.0)
         pois = _poisson_logpdf(auxdata, rate)
-        return jnp.sum(jnp.where(self.aux_poisson, pois, gauss))
+        terms = jnp.where(self.aux_poisson, pois, gauss)
+        return jnp.sum(jnp.where(self.aux_mask, terms, 0.0))
 
     def _logpdf(self, pars, data, signal):
         nmain = self.config.nmaindata
@@ -495,13 +548,20 @@ class Model:
 
 # Jitted, batched kernels behind the public methods. The model is an ordinary
 # (dynamic) argument, so each structure compiles once per set of shapes; called
-# inside a user's jit they are simply inlined.
+# inside a user's jit they are simply inlined. A stacked grid's point axis
+# broadcasts with the other arguments' batch axes.
 def _kernel(method: str, signature: str):
-    def run(model: Model, *args: Array) -> Array:
-        return jnp.vectorize(getattr(model, method), signature=signature)(*args)
+    def one(model: Model, *args: Array) -> Array:
+        return getattr(model, method)(*args)
 
+    run = vectorize(one, signature, batch_ndim=model_batch_ndim)
     run.__name__ = run.__qualname__ = f"model{method}"
     return jax.jit(run)
+
+
+def model_batch_ndim(model: Model) -> int:
+    """Number of leading batch (point) axes of a model's arrays."""
+    return len(model.config.batch_shape)
 
 
 _logpdf_kernel = _kernel("_logpdf", "(p),(n),(s)->()")
@@ -511,6 +571,18 @@ _expected_kernel = _kernel("_expected", "(p),(s)->(n)")
 _main_kernel = _kernel("_main", "(p),(s)->(n)")
 _aux_kernel = _kernel("_aux", "(p)->(a)")
 _rates_kernel = _kernel("_rates", "(p),(s)->(k,n)")
+
+
+def _exclusive_prod(x: Array) -> Array:
+    """``out[i] = prod_{j != i} x[j]`` along axis 0, without division."""
+    if x.shape[0] == 0:
+        return x
+    one = jnp.ones_like(x[:1])
+    before = jnp.concatenate([one, jnp.cumprod(x[:-1], axis=0)])
+    after = jnp.flip(
+        jnp.concatenate([one, jnp.cumprod(jnp.flip(x, 0)[:-1], axis=0)]), 0
+    )
+    return before * after
 
 
 def _poisson_logpdf(n: Array, lam: Array) -> Array:

@@ -14,9 +14,11 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
+from difflike._vectorize import vectorize
 from difflike.errors import InputError
 from difflike.fit._api import MAX_ITER, TOL, _check_batch, require_poi
 from difflike.histfactory import Model
+from difflike.histfactory._model import model_batch_ndim
 from difflike.infer._asymptotic import (
     HypotestDetails,
     HypotestResult,
@@ -57,14 +59,25 @@ def _inputs(model: Model, data, signal):
     return model._data(data, model.config.ndata, "data"), model._signal(signal)
 
 
+def _on_model(fn, signature: str):
+    """Vectorise ``fn(lik, *args)`` over a model (its grid axis too), data, signal
+    and ``args``; the likelihood is built per example."""
+
+    def one(model, data, signal, *args):
+        lik = ModelLikelihood(model, data, signal, model.config.init, *args[-2:])
+        return fn(lik, *args[:-2])
+
+    return vectorize(one, signature, batch_ndim=model_batch_ndim)
+
+
 @partial(jax.jit, static_argnames=("test_stat",))
 def _hypotest_model(model, data, signal, mu, *, test_stat, tol, max_iter):
-    def one(data, signal, mu):
-        lik = ModelLikelihood(model, data, signal, model.config.init, tol, max_iter)
+    def one(lik, mu):
         return tuple(hypotest_one(mu, lik, test_stat))
 
-    sig = "(n),(s),()->(),(5),(),(),(5),(5),(),(),(),(),()"
-    return HypotestDetails(*jnp.vectorize(one, signature=sig)(data, signal, mu))
+    sig = "(n),(s),(),(),()->(),(5),(),(),(5),(5),(),(),(),(),()"
+    out = _on_model(one, sig)(model, data, signal, mu, tol, max_iter)
+    return HypotestDetails(*out)
 
 
 @partial(jax.jit, static_argnames=("test_stat",))
@@ -108,7 +121,7 @@ def hypotest(
     mu = jnp.asarray(mu, dtype=jnp.float64)
     if isinstance(model, Model):
         data, signal = _inputs(model, data, signal)
-        _check_batch(data, signal, mu, model.config.init)
+        _check_batch(data, signal, mu, model.config.init, model=model)
         out = _hypotest_model(
             model, data, signal, mu, test_stat=test_stat, tol=tol, max_iter=max_iter
         )
@@ -119,12 +132,12 @@ def hypotest(
 
 @partial(jax.jit, static_argnames=("alpha", "test_stat", "rtol"))
 def _limit_model(model, data, signal, *, alpha, test_stat, tol, max_iter, rtol):
-    def one(data, signal):
-        lik = ModelLikelihood(model, data, signal, model.config.init, tol, max_iter)
+    def one(lik):
         return tuple(upper_limit_one(lik, alpha, test_stat, rtol))
 
-    sig = "(n),(s)->(),(5),(6),(),(),()"
-    return LimitDetails(*jnp.vectorize(one, signature=sig)(data, signal))
+    sig = "(n),(s),(),()->(),(5),(6),(),(),()"
+    out = _on_model(one, sig)(model, data, signal, tol, max_iter)
+    return LimitDetails(*out)
 
 
 def upper_limit(
@@ -160,7 +173,7 @@ def upper_limit(
     alpha = 1.0 - cl
     if isinstance(model, Model):
         data, signal = _inputs(model, data, signal)
-        _check_batch(data, signal, jnp.zeros(()), model.config.init)
+        _check_batch(data, signal, jnp.zeros(()), model.config.init, model=model)
         out = _limit_model(
             model,
             data,
@@ -178,11 +191,12 @@ def upper_limit(
 
 @jax.jit
 def _asimov_kernel(model, data, signal, mu, tol, max_iter):
-    def one(data, signal, mu):
-        lik = ModelLikelihood(model, data, signal, model.config.init, tol, max_iter)
+    def one(lik, mu):
         return lik.asimov(mu).data
 
-    return jnp.vectorize(one, signature="(n),(s),()->(n)")(data, signal, mu)
+    return _on_model(one, "(n),(s),(),(),()->(n)")(
+        model, data, signal, mu, tol, max_iter
+    )
 
 
 def asimov_data(
@@ -198,5 +212,5 @@ def asimov_data(
     conditional fit to ``data`` at ``mu``, ``(*batch, ndata)``."""
     data, signal = _inputs(model, data, signal)
     mu = jnp.asarray(mu, dtype=jnp.float64)
-    _check_batch(data, signal, mu, model.config.init)
+    _check_batch(data, signal, mu, model.config.init, model=model)
     return _asimov_kernel(model, data, signal, mu, tol, max_iter)

@@ -34,8 +34,8 @@ from jax.scipy.special import log_ndtr, ndtri
 from jaxtyping import Array, Bool, Float, Int
 
 from difflike.errors import InputError
-from difflike.infer._likelihood import Likelihood
-from difflike.infer._teststat import test_statistic
+from difflike.infer._likelihood import Likelihood, profiles
+from difflike.infer._teststat import from_fits
 
 __all__ = [
     "MAX_WIDEN",
@@ -90,7 +90,7 @@ def _safe_sqrt(q):
 
 
 def _check_statistic(test_stat: str) -> None:
-    test_statistic(test_stat)  # raises on an unknown name
+    from_fits(test_stat)  # raises on an unknown name
     if test_stat not in _ASYMPTOTIC_STATISTICS:
         raise InputError(
             "this test statistic has no asymptotic calculator",
@@ -126,13 +126,25 @@ def _asimov_mu(test_stat: str) -> float:
     return 1.0 if test_stat == "q0" else 0.0
 
 
+def _free_and_fixed(lik: Likelihood, mu):
+    """``(muhat, nll_hat, nll_mu)``: the global fit and the fit at ``mu``, one call."""
+    pois, nlls = profiles(lik, jnp.stack([jnp.zeros_like(mu), mu]), [False, True])
+    return pois[0], nlls[0], nlls[1]
+
+
 def hypotest_one(mu, lik: Likelihood, test_stat: str = "qtilde") -> HypotestDetails:
-    """Asymptotic CLs for one hypothesis ``mu`` (scalar) on one likelihood."""
-    stat = test_statistic(test_stat)
-    free = lik.fit()
-    q = stat(mu, lik, free)
+    """Asymptotic CLs for one hypothesis ``mu`` (scalar) on one likelihood.
+
+    Three fits run, each batched: free and fixed-``mu`` fits to the data, the fit
+    that builds the Asimov data, free and fixed-``mu`` fits to the Asimov data.
+    """
+    stat = from_fits(test_stat)
+    mu = jnp.asarray(mu, jnp.float64)
+    muhat, nll_hat, nll_mu = _free_and_fixed(lik, mu)
+    q = stat(mu, muhat, nll_mu, nll_hat)
     lik_a = lik.asimov(_asimov_mu(test_stat))
-    q_a = stat(mu, lik_a, lik_a.fit())
+    muhat_a, nll_hat_a, nll_mu_a = _free_and_fixed(lik_a, mu)
+    q_a = stat(mu, muhat_a, nll_mu_a, nll_hat_a)
     lsb, lb, lsb_e, lb_e, t = log_pvalues(q, q_a, test_stat)
     cls = jnp.exp(_log_cls(lsb, lb, test_stat))
     cls_exp = jnp.exp(_log_cls(lsb_e, lb_e, test_stat))
@@ -147,7 +159,7 @@ def hypotest_one(mu, lik: Likelihood, test_stat: str = "qtilde") -> HypotestDeta
         teststat=t,
         q=q,
         q_asimov=q_a,
-        muhat=free[0],
+        muhat=muhat,
         converged=finite,
     )
 
@@ -184,91 +196,143 @@ class LimitDetails(NamedTuple):
     nit: Int[Array, "*batch"]
 
 
-def _curves(mus, lik, lik_a, free, free_a, stat, test_stat, log_alpha):
+def _prepare(lik: Likelihood, test_stat: str):
+    """The mu-independent part of the limit curves: Asimov likelihood, free fits."""
+    lik_a = lik.asimov(_asimov_mu(test_stat))
+    free = lik.profile(0.0, False)
+    free_a = lik_a.profile(0.0, False)
+    return lik_a, jnp.stack([free[0], free_a[0]]), jnp.stack([free[1], free_a[1]])
+
+
+def _pick(lik: Likelihood, lik_a: Likelihood, which: Array):
+    """Flat leaves of ``lik`` (``which == 0``) or ``lik_a`` (1) per entry of ``which``,
+    and their vmap axes: leaves the two share (the model) are not copied."""
+    leaves, treedef = jax.tree_util.tree_flatten(lik)
+    leaves_a, treedef_a = jax.tree_util.tree_flatten(lik_a)
+    if treedef != treedef_a:
+        raise TypeError(
+            "a Likelihood's asimov() must return a likelihood with the same pytree "
+            f"structure; got {treedef_a} for {treedef}"
+        )
+    picked, axes = [], []
+    for x, y in zip(leaves, leaves_a):
+        if x is y:
+            picked.append(x)
+            axes.append(None)
+        else:
+            picked.append(jnp.stack([jnp.asarray(x), jnp.asarray(y)])[which])
+            axes.append(0)
+    return treedef, picked, tuple(axes)
+
+
+def _curves(mus, lik, prepared, test_stat, log_alpha):
     """``ln CLs - ln alpha`` of the observed curve at ``mus[0]`` and the expected
     curves at ``mus[1:]``, ``(6,)``; and, as auxiliary output, :math:`q_A` at
-    ``mus[0]``."""
-    q = stat(mus[0], lik, free)
-    q_a_obs = stat(mus[0], lik_a, free_a)
-    q_a_exp = jax.vmap(lambda m: stat(m, lik_a, free_a))(mus[1:])
-    lsb, lb, _, _, _ = log_pvalues(q, q_a_obs, test_stat)
-    lsb_e, lb_e = _expected_log_pvalues(_safe_sqrt(q_a_exp))
+    ``mus[0]``. The seven fits it needs (data at ``mus[0]``, Asimov data at
+    ``mus[0]`` and at ``mus[1:]``) are one vectorised call."""
+    stat = from_fits(test_stat)
+    lik_a, muhats, nll_hats = prepared
+    which = jnp.asarray([0, 1, 1, 1, 1, 1, 1])
+    at = jnp.concatenate([mus[:1], mus])
+    treedef, picked, axes = _pick(lik, lik_a, which)
+
+    def fixed_fit(m, *leaves):
+        return jax.tree_util.tree_unflatten(treedef, leaves).profile(m, True)[1]
+
+    nlls = jax.vmap(fixed_fit, in_axes=(0, *axes))(at, *picked)
+    q = stat(at, muhats[which], nlls, nll_hats[which])
+    lsb, lb, _, _, _ = log_pvalues(q[0], q[1], test_stat)
+    lsb_e, lb_e = _expected_log_pvalues(_safe_sqrt(q[2:]))
     obs = _log_cls(lsb, lb, test_stat)
     exp = _log_cls(lsb_e, lb_e, test_stat)
-    return jnp.concatenate([obs[None], exp]) - log_alpha, q_a_obs
+    return jnp.concatenate([obs[None], exp]) - log_alpha, q[1]
+
+
+class _Search(NamedTuple):
+    mu: Array  # (6,) current points
+    lo: Array  # (6,) bracket
+    up: Array  # (6,)
+    done: Array  # (6,)
+    widening: Array  # still doubling the upper end
+    hi: Array  # upper end of the search range
+    h_hi: Array  # (6,) curves at hi
+    nwiden: Array
+    it: Array
 
 
 def _solve_limits(lik, alpha, test_stat, rtol, max_iter):
-    stat = test_statistic(test_stat)
     log_alpha = jnp.log(alpha)
-    free = lik.fit()
-    lik_a = lik.asimov(_asimov_mu(test_stat))
-    free_a = lik_a.fit()
-    h = partial(
-        _curves,
-        lik=lik,
-        lik_a=lik_a,
-        free=free,
-        free_a=free_a,
-        stat=stat,
-        test_stat=test_stat,
-        log_alpha=log_alpha,
-    )
+    prepared = _prepare(lik, test_stat)
     lo_bound, hi_bound = lik.poi_bounds()
-
-    # bracket: double the upper end while any curve is still above alpha there
-    def widen_cond(s):
-        _, (h_hi, _), k = s
-        return jnp.any(h_hi > 0) & (k < MAX_WIDEN)
-
-    def widen_body(s):
-        hi, _, k = s
-        hi = 2.0 * hi
-        return hi, h(jnp.full(6, hi)), k + 1
-
     hi0 = jnp.asarray(hi_bound, jnp.float64)
-    hi, (h_hi, q_a_hi), nwiden = lax.while_loop(
-        widen_cond, widen_body, (hi0, h(jnp.full(6, hi0)), 0)
-    )
-    lo = jnp.full(6, lo_bound, jnp.float64)
-    upper = jnp.full(6, hi)
-
-    # first guess: mu = sigma * (-Phi^-1(alpha Phi(-n)) - n) with sigma = hi / sqrt(qA(hi))
-    sqa_hi = jnp.sqrt(jnp.maximum(q_a_hi, 1e-12))
-    sigma = hi / sqa_hi
     n = jnp.asarray((0.0, *NSIGMA))
-    guess = sigma * (-ndtri(alpha * jnp.exp(log_ndtr(-n))) - n)
-    span = upper - lo
-    mu0 = jnp.clip(guess, lo + 1e-3 * span, upper - 1e-3 * span)
 
     def value_and_slope(mus):
-        val, slope, _ = jax.jvp(h, (mus,), (jnp.ones_like(mus),), has_aux=True)
-        return val, slope
+        def h(m):
+            return _curves(m, lik, prepared, test_stat, log_alpha)
 
-    def cond(s):
-        *_, done, it = s
-        return ~jnp.all(done) & (it < max_iter)
+        return jax.jvp(h, (mus,), (jnp.ones_like(mus),), has_aux=True)
 
-    def body(s):
-        mu, lo, up, done, it = s
-        val, slope = value_and_slope(mu)
-        lo = jnp.where(val > 0, mu, lo)
-        up = jnp.where(val > 0, up, mu)
-        newton = mu - val / slope
+    def cond(s: _Search):
+        return s.widening | (~jnp.all(s.done) & (s.it < max_iter))
+
+    def body(s: _Search) -> _Search:
+        # one evaluation site (one compiled copy of the fits) for both phases
+        val, slope, q_a = value_and_slope(s.mu)
+
+        # phase 1: all six curves at hi; double hi while any is still above alpha
+        wider = jnp.any(val > 0) & (s.nwiden < MAX_WIDEN)
+        sigma = s.hi / jnp.sqrt(jnp.maximum(q_a, 1e-12))
+        # first guess: sigma * (-Phi^-1(alpha Phi(-n)) - n), sigma = hi / sqrt(qA(hi))
+        guess = sigma * (-ndtri(alpha * jnp.exp(log_ndtr(-n))) - n)
+        lo_w = jnp.where(val > 0, s.hi, s.lo)
+        span = s.hi - lo_w
+        start = jnp.clip(guess, lo_w + 1e-3 * span, s.hi - 1e-3 * span)
+        widen = _Search(
+            mu=jnp.where(wider, 2.0 * s.hi, start),
+            lo=lo_w,
+            up=jnp.full(6, jnp.where(wider, 2.0 * s.hi, s.hi)),
+            done=s.done,
+            widening=wider,
+            hi=jnp.where(wider, 2.0 * s.hi, s.hi),
+            h_hi=val,
+            nwiden=s.nwiden + wider,
+            it=s.it,
+        )
+
+        # phase 2: Newton on each curve, safeguarded by bisection
+        lo = jnp.where(val > 0, s.mu, s.lo)
+        up = jnp.where(val > 0, s.up, s.mu)
+        newton = s.mu - val / slope
         inside = jnp.isfinite(newton) & (newton > lo) & (newton < up) & (slope < 0)
         new = jnp.where(inside, newton, 0.5 * (lo + up))
-        step_small = jnp.abs(new - mu) <= rtol * jnp.abs(mu) + 1e-12
-        tight = (up - lo) <= rtol * jnp.abs(mu) + 1e-12
-        new = jnp.where(done, mu, new)
-        done = done | step_small | tight | (val == 0)
-        return new, lo, up, done, it + 1
+        step_small = jnp.abs(new - s.mu) <= rtol * jnp.abs(s.mu) + 1e-12
+        tight = (up - lo) <= rtol * jnp.abs(s.mu) + 1e-12
+        solve = s._replace(
+            mu=jnp.where(s.done, s.mu, new),
+            lo=lo,
+            up=up,
+            done=s.done | step_small | tight | (val == 0),
+            it=s.it + 1,
+        )
+        return jax.tree_util.tree_map(
+            lambda a, b: jnp.where(s.widening, a, b), widen, solve
+        )
 
-    mu, _, _, done, it = lax.while_loop(
-        cond, body, (mu0, lo, upper, jnp.zeros(6, bool), 0)
+    start = _Search(
+        mu=jnp.full(6, hi0),
+        lo=jnp.full(6, lo_bound, jnp.float64),
+        up=jnp.full(6, hi0),
+        done=jnp.zeros(6, bool),
+        widening=jnp.asarray(True),
+        hi=hi0,
+        h_hi=jnp.zeros(6),
+        nwiden=jnp.asarray(0),
+        it=jnp.asarray(0),
     )
-    solvable = h_hi <= 0
-    converged = done & solvable
-    return mu, converged, nwiden > 0, hi, it
+    s = lax.while_loop(cond, body, start)
+    converged = s.done & (s.h_hi <= 0)
+    return s.mu, converged, s.nwiden > 0, s.hi, s.it
 
 
 @partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3, 4))
@@ -281,13 +345,10 @@ def _limits_jvp(alpha, test_stat, rtol, max_iter, primals, tangents):
     (lik,), (t_lik,) = primals, tangents
     out = _limits(lik, alpha, test_stat, rtol, max_iter)
     mu = out[0]
-    stat = test_statistic(test_stat)
 
     def h(mus, lik):
-        lik_a = lik.asimov(_asimov_mu(test_stat))
-        return _curves(
-            mus, lik, lik_a, lik.fit(), lik_a.fit(), stat, test_stat, jnp.log(alpha)
-        )[0]
+        prepared = _prepare(lik, test_stat)
+        return _curves(mus, lik, prepared, test_stat, jnp.log(alpha))[0]
 
     _, slope = jax.jvp(lambda m: h(m, lik), (mu,), (jnp.ones_like(mu),))
     _, moved = jax.jvp(lambda p: h(mu, p), (lik,), (t_lik,))

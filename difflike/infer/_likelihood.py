@@ -1,16 +1,20 @@
-"""The Likelihood protocol that inference is written against, and its model backend.
+r"""The Likelihood protocol that inference is written against, and its model backend.
 
-Everything in :mod:`difflike.infer` needs only four things of a likelihood, for one
-hypothesis (batches are mapped over with :func:`jax.vmap`):
+Everything in :mod:`difflike.infer` needs only three things of a likelihood, for one
+data set (batches are mapped over with :func:`jax.vmap`):
 
 * ``poi_bounds()``: the POI's bounds, ``(lo, hi)``;
-* ``fit()``: the global fit, ``(muhat, nll)``;
-* ``nll(mu)``: the profiled negative log-likelihood at fixed ``mu``;
+* ``profile(mu, fixed)``: ``(poi, nll)``, the minimised negative log-likelihood with
+  the POI fixed at ``mu`` where ``fixed`` is true (then ``poi`` is ``mu``), and the
+  global fit otherwise (then ``poi`` is :math:`\hat\mu` and ``mu`` is ignored).
+  ``fixed`` is a traced boolean, so one compiled fit serves both kinds: inference
+  maps ``profile`` over several hypotheses at once (:func:`profiles`);
 * ``asimov(mu)``: the same likelihood on Asimov data built at ``mu`` (pyhf's:
-  expected main and auxiliary data at the conditional fit to the data at ``mu``).
+  expected main and auxiliary data at the conditional fit to the data at ``mu``),
+  with the same pytree structure as the original.
 
 A compiled model with its data provides these by fitting (:class:`ModelLikelihood`);
-a surrogate by evaluating its networks. All four must be traceable (jit, vmap, grad).
+a surrogate by evaluating its networks. All three must be traceable (jit, vmap, grad).
 """
 
 from __future__ import annotations
@@ -18,26 +22,37 @@ from __future__ import annotations
 from typing import Protocol, runtime_checkable
 
 import jax.numpy as jnp
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Bool, Float
 
 from difflike._pytree import pytree_dataclass, replace
 from difflike.fit._api import MAX_ITER, TOL, _fit_one
 from difflike.histfactory import Model
 
-__all__ = ["Likelihood", "ModelLikelihood"]
+__all__ = ["Likelihood", "ModelLikelihood", "profiles"]
 
 
 @runtime_checkable
 class Likelihood(Protocol):
-    """A profiled likelihood of one hypothesis, as inference sees it."""
+    """A profiled likelihood of one data set, as inference sees it (module doc)."""
 
     def poi_bounds(self) -> tuple[Array, Array]: ...
 
-    def fit(self) -> tuple[Array, Array]: ...
-
-    def nll(self, mu: Array) -> Array: ...
+    def profile(self, mu: Array, fixed: Array) -> tuple[Array, Array]: ...
 
     def asimov(self, mu: float | Array) -> Likelihood: ...
+
+
+def profiles(
+    lik: Likelihood, mu: Float[ArrayLike, "*k"], fixed: Bool[ArrayLike, "*k"]
+) -> tuple[Float[Array, "*k"], Float[Array, "*k"]]:
+    """``lik.profile`` of several hypotheses in one vectorised call, ``((*k,), (*k,))``.
+
+    Example: the global fit and the fit at ``mu`` together, one compiled fit:
+    ``profiles(lik, jnp.stack([0.0, mu]), jnp.array([False, True]))``.
+    """
+    mu = jnp.asarray(mu, jnp.float64)
+    fixed = jnp.asarray(fixed, bool)
+    return jnp.vectorize(lik.profile, signature="(),()->(),()")(mu, fixed)
 
 
 @pytree_dataclass
@@ -59,7 +74,7 @@ class ModelLikelihood:
     tol: Float[Array, ""] = TOL
     max_iter: Array = MAX_ITER
 
-    def _fit(self, mu, fix_poi: bool):
+    def _fit(self, mu, fix_poi):
         return _fit_one(
             self.model,
             self.data,
@@ -75,14 +90,18 @@ class ModelLikelihood:
         bounds = self.model.config.bounds[self.model.config.poi_index]
         return bounds[0], bounds[1]
 
-    def fit(self) -> tuple[Array, Array]:
-        """``(muhat, nll)`` of the global fit."""
-        pars, value, _, _ = self._fit(0.0, False)
+    def profile(self, mu: Array, fixed: Array) -> tuple[Array, Array]:
+        """``(poi, nll)``: fit at fixed ``mu`` where ``fixed``, else the global fit."""
+        pars, value, _, _ = self._fit(mu, jnp.asarray(fixed, bool))
         return pars[self.model.config.poi_index], value
 
+    def fit(self) -> tuple[Array, Array]:
+        """``(muhat, nll)`` of the global fit (a shortcut for ``profile``)."""
+        return self.profile(0.0, False)
+
     def nll(self, mu: Array) -> Array:
-        """Profiled ``-ln L`` at fixed ``mu``."""
-        return self._fit(mu, True)[1]
+        """Profiled ``-ln L`` at fixed ``mu`` (a shortcut for ``profile``)."""
+        return self.profile(mu, True)[1]
 
     def asimov(self, mu: float | Array) -> ModelLikelihood:
         """The likelihood of Asimov data built as pyhf builds them at ``mu``."""

@@ -291,3 +291,34 @@ def test_poi_handling():
     assert model.config.poi_name == "mu_ttbar"
     with pytest.raises(errors.InvalidModelError, match="scalar"):
         dl.load(dl.example_workspace(), poi_name="fakes_shape")
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        None,
+        {"normsys": {"interpcode": "code1"}, "histosys": {"interpcode": "code2"}},
+        {"histosys": {"interpcode": "code0"}},
+    ],
+)
+def test_structural_jacobian_equals_reverse_mode(settings):
+    """The fits' Jacobian of the expected main data, built from the model's
+    structure, equals jax.jacrev; a parameter at 0 (the POI) included."""
+    ws = dl.example_workspace()
+    for model, _ in (
+        dl.load(
+            ws,
+            patchset=dl.example_patchset(),
+            point="sig_300_0",
+            modifier_settings=settings,
+        ),
+        dl.load(ws, signal_regions=["SR_low", "SR_high"], modifier_settings=settings),
+    ):
+        signal = jnp.linspace(0.5, 3.0, model.config.nsignal)
+        for pars in random_pars(model, 3, seed=7):
+            pars = jnp.asarray(pars).at[model.config.poi_index].set(0.0)
+            main, jac = jax.jit(model._main_and_jacobian)(pars, signal)
+            expected = jax.jacrev(model._main)(pars, signal)
+            np.testing.assert_allclose(main, model._main(pars, signal), rtol=1e-14)
+            np.testing.assert_allclose(jac, expected, rtol=1e-12, atol=1e-12)
+            assert np.abs(np.asarray(jac)).max() > 0

@@ -1,15 +1,15 @@
 """CLs, fits and upper limits on the published ATLAS likelihoods against pyhf 0.7.6.
 
 Reference values come from ``tests/fixtures/make_inference_refs.py`` (pyhf, numpy
-backend, default settings). Each patchset point compiles its own model, so CI checks
-a spread of points per analysis; ``DIFFLIKE_ALL_POINTS=1`` checks every point stored.
+backend, default settings). Each analysis's whole patchset is one batched model
+(:func:`difflike.load_patchset`), so every stored point is checked in one compiled
+call per quantity.
 """
 
 from __future__ import annotations
 
 import gzip
 import json
-import os
 
 import numpy as np
 import pytest
@@ -21,7 +21,15 @@ from tests.conftest import FIXTURES, assert_close
 
 REFS_PATH = FIXTURES / "inference_pyhf_refs.json.gz"
 ANALYSES = ("ATLAS-SUSY-2018-04", "ATLAS-SUSY-2019-08")
-PER_ANALYSIS = 2
+
+#: Fits known to end in a local minimum above pyhf's. The fixed-mu = 1 likelihood of
+#: this 2019-08 point has several minima (JES nuisance parameters flip sign between
+#: them): from the suggested initial values difflike's Newton path ends at 122.36400,
+#: pyhf's SLSQP at 121.98990, and difflike started a small steepest-descent step away
+#: from the initial values at 121.98347, below both. Listed so that the test fails
+#: when a fix lands or another point joins; elsewhere difflike's minima are up to
+#: 1.3e-3 below pyhf's.
+KNOWN_LOCAL_MINIMA = {("C1N2_Wh_hbb_325_50", "nll_mu1")}
 
 
 def _refs() -> dict:
@@ -34,56 +42,101 @@ def _refs() -> dict:
 REFS = _refs()
 
 
-def _points(kind: str) -> list[str]:
-    keys = sorted(REFS[kind])
-    if os.environ.get("DIFFLIKE_ALL_POINTS") or kind == "upper_limit":
-        return keys
-    chosen = []
-    for analysis in ANALYSES:
-        mine = [k for k in keys if k.startswith(analysis)]
-        idx = (
-            np.linspace(0, len(mine) - 1, PER_ANALYSIS).round().astype(int)
-            if mine
-            else []
-        )
-        chosen += [mine[i] for i in sorted(set(idx))]
-    return chosen
+def _stored(kind: str, analysis: str) -> dict[str, dict]:
+    prefix = f"{analysis}/"
+    return {
+        k.removeprefix(prefix): v for k, v in REFS[kind].items() if k.startswith(prefix)
+    }
 
 
-def _load(likelihoods, key):
-    analysis, point = key.split("/")
+@pytest.fixture(scope="module", params=ANALYSES)
+def grid(request, likelihoods):
+    """``(analysis, model, data)`` for the stored points of one analysis's grid."""
+    analysis = request.param
+    names = sorted(_stored("hypotest", analysis))
+    if not names:
+        pytest.skip(f"no reference values stored for {analysis}")
     folder = likelihoods / analysis
-    return dl.load(
-        folder / "BkgOnly.json", patchset=folder / "patchset.json.gz", point=point
+    model, data = dl.load_patchset(
+        folder / "BkgOnly.json",
+        folder / "patchset.json.gz",
+        points=names,
+        progress=False,
     )
+    return analysis, model, data
 
 
 def test_fixture_covers_both_analyses():
     for analysis in ANALYSES:
-        assert any(k.startswith(analysis) for k in REFS["hypotest"]), analysis
+        assert _stored("hypotest", analysis), analysis
 
 
-@pytest.mark.parametrize("key", _points("hypotest"))
-def test_cls_and_minima_match_pyhf(likelihoods, key):
-    ref = REFS["hypotest"][key]
-    model, data = _load(likelihoods, key)
+def test_cls_matches_pyhf_on_every_stored_point(grid):
+    analysis, model, data = grid
+    refs = _stored("hypotest", analysis)
     out = hypotest(1.0, model, data, return_details=True)
-    assert bool(out.converged)
-    assert_close(out.cls, ref["cls_obs"])
-    assert_close(out.cls_exp, ref["cls_exp"])
+    assert out.cls.shape == (len(refs),)
+    for i, name in enumerate(model.config.points):
+        ref = refs[name]
+        assert bool(out.converged[i]), name
+        assert_close(out.cls[i], ref["cls_obs"])
+        assert_close(out.cls_exp[i], ref["cls_exp"])
+
+
+def test_minima_are_not_worse_than_pyhf(grid):
+    analysis, model, data = grid
+    refs = _stored("hypotest", analysis)
+    names = model.config.points
+
+    def ref(key):
+        return np.asarray([refs[n][key] for n in names])
+
     free = fit(model, data)
-    fixed = profile(model, data, np.array([1.0, 0.0]))
-    assert bool(free.converged) and fixed.converged.all()
-    assert float(free.nll) <= ref["nll_free"] + 1e-6
-    assert float(fixed.nll[0]) <= ref["nll_mu1"] + 1e-6
-    assert float(fixed.nll[1]) <= ref["nll_mu0"] + 1e-6
+    fixed = profile(model, data, np.array([1.0, 0.0])[:, None])
+    for result in (free, fixed):
+        failed = ~np.asarray(result.converged)
+        assert not failed.any(), np.broadcast_to(np.asarray(names), failed.shape)[
+            failed
+        ]
+    worse = set()
+    for ours, key in (
+        (free.nll, "nll_free"),
+        (fixed.nll[0], "nll_mu1"),
+        (fixed.nll[1], "nll_mu0"),
+    ):
+        excess = np.asarray(ours) - ref(key)
+        worse |= {(names[i], key) for i in np.flatnonzero(excess > 1e-6)}
+    assert worse == {k for k in KNOWN_LOCAL_MINIMA if k[0] in names}
+
+    # Asimov data are built from each fitter's own mu = 0 fit, so their minima
+    # differ from pyhf's with the data (by ~1e-5 here), not with the minimiser.
+    # Ours must reach the generating point, whose -ln L is known exactly.
+    asimov = dl.asimov_data(model, data, 0.0)
+    at_truth = -np.asarray(model.logpdf(fixed.pars[1], asimov))
+    free_a = fit(model, asimov)
+    assert free_a.converged.all()
+    assert (np.asarray(free_a.nll) <= at_truth + 1e-9).all()
+    assert np.asarray(free_a.nll) == pytest.approx(at_truth, abs=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(free_a.nll), ref("nll_free_asimov"), rtol=0, atol=1e-3
+    )
 
 
-@pytest.mark.parametrize("key", _points("upper_limit"))
-def test_upper_limits_match_pyhf(likelihoods, key):
-    ref = REFS["upper_limit"][key]
-    model, data = _load(likelihoods, key)
+@pytest.mark.parametrize("analysis", ANALYSES)
+def test_upper_limits_match_pyhf(likelihoods, analysis):
+    refs = _stored("upper_limit", analysis)
+    if not refs:
+        pytest.skip(f"no upper limits stored for {analysis}")
+    folder = likelihoods / analysis
+    names = sorted(refs)
+    model, data = dl.load_patchset(
+        folder / "BkgOnly.json",
+        folder / "patchset.json.gz",
+        points=names,
+        progress=False,
+    )
     out = upper_limit(model, data, return_details=True)
-    assert out.converged.all()
-    assert_close(out.mu_up, ref["mu_up"], rel=5e-3)
-    assert_close(out.mu_up_exp, ref["mu_up_exp"], rel=5e-3)
+    for i, name in enumerate(names):
+        assert out.converged[i].all(), name
+        assert_close(out.mu_up[i], refs[name]["mu_up"], rel=5e-3)
+        assert_close(out.mu_up_exp[i], refs[name]["mu_up_exp"], rel=5e-3)
