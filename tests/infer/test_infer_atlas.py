@@ -16,7 +16,7 @@ import pytest
 
 import difflike as dl
 from difflike.fit import fit, profile
-from difflike.infer import hypotest, upper_limit
+from difflike.infer import hypotest, log_pvalues, upper_limit
 from tests.conftest import FIXTURES, assert_close
 
 REFS_PATH = FIXTURES / "inference_pyhf_refs.json.gz"
@@ -30,6 +30,12 @@ ANALYSES = ("ATLAS-SUSY-2018-04", "ATLAS-SUSY-2019-08")
 #: when a fix lands or another point joins; elsewhere difflike's minima are up to
 #: 1.3e-3 below pyhf's.
 KNOWN_LOCAL_MINIMA = {("C1N2_Wh_hbb_325_50", "nll_mu1")}
+
+#: Points where pyhf's fit at mu = 1 ends in a local minimum above difflike's, so
+#: the observed CLs differ by the minimum, not by the method (checked: pyhf's stored
+#: minima through difflike's formulae give pyhf's CLs). C1N2_Wh_hbb_600_100:
+#: -ln L at mu = 1 is 3.9e-3 lower in difflike; CLs 0.009621 against pyhf's 0.009583.
+PYHF_LOCAL_MINIMA = {"C1N2_Wh_hbb_600_100"}
 
 
 def _refs() -> dict:
@@ -76,11 +82,22 @@ def test_cls_matches_pyhf_on_every_stored_point(grid):
     refs = _stored("hypotest", analysis)
     out = hypotest(1.0, model, data, return_details=True)
     assert out.cls.shape == (len(refs),)
+    deeper = set()
     for i, name in enumerate(model.config.points):
         ref = refs[name]
         assert bool(out.converged[i]), name
-        assert_close(out.cls[i], ref["cls_obs"])
+        # pyhf's own minima, through difflike's asymptotic formulae, give its CLs
+        q = 0.0 if ref["muhat"] > 1.0 else 2.0 * (ref["nll_mu1"] - ref["nll_free"])
+        q_a = 2.0 * (ref["nll_mu1_asimov"] - ref["nll_free_asimov"])
+        lsb, lb, *_ = log_pvalues(max(q, 0.0), max(q_a, 0.0), "qtilde")
+        assert_close(np.exp(lsb - lb), ref["cls_obs"], rel=1e-5, abs_=1e-8)
         assert_close(out.cls_exp[i], ref["cls_exp"])
+        theirs = ref["cls_obs"]
+        if abs(float(out.cls[i]) - theirs) > max(1e-3 * abs(theirs), 1e-5):
+            # allowed only where difflike's mu = 1 minimum is the deeper one
+            assert float(out.q[i]) < q - 2e-6, name
+            deeper.add(name)
+    assert deeper == PYHF_LOCAL_MINIMA & set(model.config.points)
 
 
 def test_minima_are_not_worse_than_pyhf(grid):
