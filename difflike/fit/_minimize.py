@@ -187,9 +187,9 @@ def minimize(
         )
         # An approximate Hessian can overestimate the curvature along the step
         # (Gauss-Newton leaves out the residual term), which makes every step too
-        # short and convergence slow. The exact curvature along the step, one
-        # Hessian-vector product, gives the 1-D Newton length; both the step and
-        # the lengthened one are tried and the better is kept.
+        # short and convergence slow. The exact curvature along the step (a
+        # scalar, by forward-over-forward mode) gives the 1-D Newton length; both
+        # the step and the lengthened one are tried and the better is kept.
         curvature = _curvature(fun, s.x, step, args)
         slope = jnp.dot(s.g, step)
         length = jnp.where(curvature > 0, -slope / curvature, 1.0)

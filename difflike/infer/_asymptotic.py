@@ -34,7 +34,7 @@ from jax.scipy.special import log_ndtr, ndtri
 from jaxtyping import Array, Bool, Float, Int
 
 from difflike.errors import InputError
-from difflike.infer._likelihood import Likelihood, profiles
+from difflike.infer._likelihood import Likelihood, free_and_fixed
 from difflike.infer._teststat import from_fits
 
 __all__ = [
@@ -126,12 +126,6 @@ def _asimov_mu(test_stat: str) -> float:
     return 1.0 if test_stat == "q0" else 0.0
 
 
-def _free_and_fixed(lik: Likelihood, mu):
-    """``(muhat, nll_hat, nll_mu)``: the global fit and the fit at ``mu``, one call."""
-    pois, nlls = profiles(lik, jnp.stack([jnp.zeros_like(mu), mu]), [False, True])
-    return pois[0], nlls[0], nlls[1]
-
-
 def hypotest_one(mu, lik: Likelihood, test_stat: str = "qtilde") -> HypotestDetails:
     """Asymptotic CLs for one hypothesis ``mu`` (scalar) on one likelihood.
 
@@ -140,10 +134,10 @@ def hypotest_one(mu, lik: Likelihood, test_stat: str = "qtilde") -> HypotestDeta
     """
     stat = from_fits(test_stat)
     mu = jnp.asarray(mu, jnp.float64)
-    muhat, nll_hat, nll_mu = _free_and_fixed(lik, mu)
+    muhat, nll_hat, nll_mu = free_and_fixed(lik, mu)
     q = stat(mu, muhat, nll_mu, nll_hat)
     lik_a = lik.asimov(_asimov_mu(test_stat))
-    muhat_a, nll_hat_a, nll_mu_a = _free_and_fixed(lik_a, mu)
+    muhat_a, nll_hat_a, nll_mu_a = free_and_fixed(lik_a, mu)
     q_a = stat(mu, muhat_a, nll_mu_a, nll_hat_a)
     lsb, lb, lsb_e, lb_e, t = log_pvalues(q, q_a, test_stat)
     cls = jnp.exp(_log_cls(lsb, lb, test_stat))

@@ -28,7 +28,7 @@ from difflike._pytree import pytree_dataclass, replace
 from difflike.fit._api import MAX_ITER, TOL, _fit_one
 from difflike.histfactory import Model
 
-__all__ = ["Likelihood", "ModelLikelihood", "profiles"]
+__all__ = ["Likelihood", "ModelLikelihood", "free_and_fixed", "profiles"]
 
 
 @runtime_checkable
@@ -53,6 +53,14 @@ def profiles(
     mu = jnp.asarray(mu, jnp.float64)
     fixed = jnp.asarray(fixed, bool)
     return jnp.vectorize(lik.profile, signature="(),()->(),()")(mu, fixed)
+
+
+def free_and_fixed(lik: Likelihood, mu) -> tuple[Array, Array, Array]:
+    """``(muhat, nll_hat, nll_mu)``: the global fit and the fit at ``mu`` (scalar),
+    in one vectorised call."""
+    mu = jnp.asarray(mu, jnp.float64)
+    pois, nlls = profiles(lik, jnp.stack([jnp.zeros_like(mu), mu]), [False, True])
+    return pois[0], nlls[0], nlls[1]
 
 
 @pytree_dataclass

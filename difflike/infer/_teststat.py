@@ -25,7 +25,7 @@ import jax.numpy as jnp
 from jaxtyping import Array
 
 from difflike.errors import InputError
-from difflike.infer._likelihood import Likelihood, profiles
+from difflike.infer._likelihood import Likelihood, free_and_fixed
 
 __all__ = [
     "TEST_STATISTICS",
@@ -68,9 +68,8 @@ def from_fits(name: str):
 @partial(jax.jit, static_argnums=0)
 def _on(kernel, mu, lik: Likelihood) -> Array:
     """``kernel`` after the global fit and the fit at ``mu``, run together."""
-    mu = jnp.asarray(mu, jnp.float64)
-    pois, nlls = profiles(lik, jnp.stack([jnp.zeros_like(mu), mu]), [False, True])
-    return kernel(mu, pois[0], nlls[1], nlls[0])
+    muhat, nll_hat, nll_mu = free_and_fixed(lik, mu)
+    return kernel(mu, muhat, nll_mu, nll_hat)
 
 
 def tmu(mu, lik: Likelihood) -> Array:
@@ -109,4 +108,4 @@ def _check_name(name: str) -> None:
             "unknown test statistic",
             got=repr(name),
             expected=f"one of {list(TEST_STATISTICS)}",
-        ) from None
+        )
