@@ -149,16 +149,15 @@ def _walk(spec: ModelSpec, normsys_code: str):
                     )
                 mods[key] = m
             seen_unshared.update(mods)
-            for key in modifier_keys:
-                if key not in mods:
-                    continue
+            nominal = tuple(map(float, sample["data"]))
+            for key in sorted(mods):  # modifier_keys' order
                 app = Application(
                     name=key[0],
                     type=key[1],
                     channel=c,
                     sample=sname,
                     data=mods[key]["data"],
-                    nominal=tuple(float(v) for v in sample["data"]),
+                    nominal=nominal,
                     channel_offset=offsets[c],
                     source=source,
                 )

@@ -85,15 +85,21 @@ def json_path(parts: Any) -> str:
     return "/" + "/".join(str(p) for p in parts) if parts else "/"
 
 
-def _modifier_types(spec: Any, file: str | None, prefix: str) -> None:
-    """Every modifier's ``type`` is a HistFactory modifier type (cheap pre-pass)."""
+def _modifier_types(
+    spec: Any, file: str | None, prefix: str, *, channel_only: bool = False
+) -> None:
+    """Every modifier's ``type`` is a HistFactory modifier type (cheap pre-pass).
+
+    With ``channel_only``, ``spec`` wraps one channel (``{"channels": [channel]}``)
+    whose own JSON path is ``prefix``."""
     for ci, si, mi, channel, sample, modifier in _modifiers(spec):
         mtype = modifier.get("type")
         if mtype not in MODIFIER_TYPES:
+            where = prefix if channel_only else f"{prefix}/channels/{ci}"
             raise UnknownModifierError(
                 f"{_where(channel, sample, modifier)} has an unknown modifier type",
                 file=file,
-                path=f"{prefix}/channels/{ci}/samples/{si}/modifiers/{mi}/type",
+                path=f"{where}/samples/{si}/modifiers/{mi}/type",
                 got=mtype,
                 expected=f"one of {', '.join(MODIFIER_TYPES)}",
             )
@@ -197,7 +203,7 @@ def validate(
     if schema_name in ("workspace.json", "model.json"):
         _modifier_types(spec, file, prefix)
     if schema_name == "channel":
-        _modifier_types({"channels": [spec]}, file, prefix)
+        _modifier_types({"channels": [spec]}, file, prefix, channel_only=True)
     try:
         _fast_validator(schema_name)(spec)
     except fastjsonschema.JsonSchemaValueException as err:

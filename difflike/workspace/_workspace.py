@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from difflike.errors import (
+    InputError,
     InvalidDataError,
     InvalidModelError,
     UnknownMeasurementError,
@@ -137,9 +138,9 @@ class Workspace:
             validate(spec, "workspace.json", file=where)
         else:  # the rest of the document is the (validated) original
             for index in sorted(channels):
-                validate(
+                _validate_patched_channel(
                     spec["channels"][index],
-                    "channel",
+                    self.spec["channels"][index],
                     file=where,
                     prefix=f"/channels/{index}",
                 )
@@ -311,3 +312,31 @@ def read_workspace(workspace: PathLike | dict | Workspace) -> Workspace:
         return workspace
     spec, source = source_of(workspace, "<workspace>")
     return Workspace(spec, source=source)
+
+
+def _validate_patched_channel(
+    channel: Any, original: dict, *, file: str, prefix: str
+) -> None:
+    """Validate a channel a patch touched, given its validated original.
+
+    Samples equal to one of the original's are valid already; only the others are
+    checked (a patchset point typically adds one signal sample to a channel of
+    dozens). Where that finds a problem, the whole channel is validated again so
+    that the message gives the sample's real JSON path.
+    """
+    if not isinstance(channel, dict) or not isinstance(channel.get("samples"), list):
+        validate(channel, "channel", file=file, prefix=prefix)
+        return
+    known = {s["name"]: s for s in original.get("samples", []) if isinstance(s, dict)}
+    changed = [
+        s
+        for s in channel["samples"]
+        if not (isinstance(s, dict) and known.get(s.get("name")) == s)
+    ]
+    if not changed and channel["samples"]:
+        changed = channel["samples"][:1]  # the schema wants a non-empty list
+    try:
+        validate({**channel, "samples": changed}, "channel", file=file, prefix=prefix)
+    except InputError:
+        validate(channel, "channel", file=file, prefix=prefix)
+        raise

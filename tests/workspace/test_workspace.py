@@ -157,6 +157,21 @@ def test_patch_making_an_invalid_workspace(spec):
         dl.load(spec, patch=ops)
 
 
+def test_invalid_added_sample_is_named_by_its_path(spec):
+    # only the samples a patch changes are validated again; an error must still
+    # name the sample's real place in the document
+    nsamples = len(spec["channels"][1]["samples"])
+    for bad, error in (
+        ({"name": "signal", "data": [1.0], "modifiers": "none"}, "SchemaValidation"),
+        ({"name": "signal", "data": [1.0], "modifiers": [{"name": "mu"}]}, "Unknown"),
+    ):
+        ops = [{"op": "add", "path": "/channels/1/samples/-", "value": bad}]
+        with pytest.raises(errors.InputError) as info:
+            dl.load_workspace(spec, patch=ops)
+        assert type(info.value).__name__.startswith(error)
+        assert f"/channels/1/samples/{nsamples}" in str(info.value)
+
+
 def test_patchset_point_by_name_and_values():
     ps = read_patchset(dl.example_patchset())
     assert len(ps) == 11 and ps.labels == ("m1", "m2")

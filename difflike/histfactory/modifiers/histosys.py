@@ -13,8 +13,11 @@ SHARED = True
 def check(app: Application) -> None:
     """``hi_data`` and ``lo_data`` have one finite entry per bin."""
     for key in ("hi_data", "lo_data"):
-        check_length(app, app.data[key], key)
-        for j, value in enumerate(app.data[key]):
+        values = app.data[key]
+        check_length(app, values, key)
+        if all(map(math.isfinite, values)):  # the common case, at C speed
+            continue
+        for j, value in enumerate(values):
             if not math.isfinite(value):
                 raise app.fail(f"{key}[{j}] is not finite", got=value)
 
