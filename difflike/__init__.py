@@ -23,7 +23,7 @@ from difflike._load import load, load_patchset, load_workspace
 from difflike._version import __version__
 from difflike.fit import FitResult, fit, profile
 from difflike.histfactory import Model, ModelConfig
-from difflike.infer import Likelihood, asimov_data, hypotest, upper_limit
+from difflike.infer import Likelihood, asimov_data, delta, hypotest, upper_limit
 
 __all__ = [
     "FitResult",
@@ -32,6 +32,7 @@ __all__ = [
     "ModelConfig",
     "__version__",
     "asimov_data",
+    "delta",
     "errors",
     "example_patchset",
     "example_workspace",

@@ -63,6 +63,26 @@ def pyhf_example_point(point: str):
     return pyhf, model, ws.data(model)
 
 
+def pyhf_signal_region_model(spec: dict, signal: dict[str, np.ndarray]):
+    """pyhf's model of ``spec`` with a sample ``signal`` (yields per channel, scaled
+    by the normfactor ``mu``) added: the equivalent of a difflike signal-region model."""
+    import copy
+
+    pyhf = pytest.importorskip("pyhf")
+    spec = copy.deepcopy(spec)
+    for channel in spec["channels"]:
+        part = signal.get(channel["name"])
+        if part is not None:
+            channel["samples"].append(
+                {
+                    "name": "signal",
+                    "data": np.asarray(part, float).tolist(),
+                    "modifiers": [{"name": "mu", "type": "normfactor", "data": None}],
+                }
+            )
+    return pyhf.Workspace(spec).model()
+
+
 def assert_close(ours, theirs, rel: float = 1e-3, abs_: float = 1e-5) -> None:
     """``|ours - theirs| <= max(rel * |theirs|, abs_)`` elementwise."""
     ours, theirs = np.asarray(ours, float), np.asarray(theirs, float)

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import difflike as dl
+from tests.conftest import pyhf_signal_region_model
 
 LOGPDF_RTOL = 1e-8
 EXPECTED_RTOL = 1e-10
@@ -248,18 +249,7 @@ def test_signal_region_model_equals_patched_pyhf():
     assert model.config.signal_regions == ("SR_high", "SR_low")
     assert model.config.nsignal == 4 and model.config.poi_name == "mu"
     signal = np.array([0.5, 1.5, 3.0, 0.0])  # SR_high bins, then SR_low bins
-    patched = dl.workspace.read_json(dl.example_workspace())
-    for channel in patched["channels"]:
-        part = {"SR_high": signal[:2], "SR_low": signal[2:]}.get(channel["name"])
-        if part is not None:
-            channel["samples"].append(
-                {
-                    "name": "signal",
-                    "data": part.tolist(),
-                    "modifiers": [{"name": "mu", "type": "normfactor", "data": None}],
-                }
-            )
-    ref = pyhf.Workspace(patched).model()
+    ref = pyhf_signal_region_model(spec, {"SR_high": signal[:2], "SR_low": signal[2:]})
     assert list(model.config.par_names) == ref.config.par_names
     rng = np.random.default_rng(3)
     lo, hi = np.asarray(ref.config.suggested_bounds()).T
