@@ -12,6 +12,7 @@ def test_top_level_names():
             "ModelConfig",
             "__version__",
             "asimov_data",
+            "delta",
             "errors",
             "example_patchset",
             "example_workspace",
