@@ -2,7 +2,8 @@
 
 Results go to standard output; progress and errors go to standard error. An error
 in the user's input exits with status 2 and a one-line message naming the file,
-channel, sample, modifier or parameter at fault.
+channel, sample, modifier or parameter at fault; a fit that did not converge makes
+``fit``, ``cls`` and ``limit`` exit with status 1 after printing every result.
 """
 
 from __future__ import annotations
@@ -266,6 +267,251 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_grid_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("workspace", help="workspace .json or .json.gz")
+    p.add_argument("--patchset", help="a patchset .json or .json.gz")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--point", nargs="+", metavar="NAME", help="patchset points")
+    which.add_argument(
+        "--all", action="store_true", help="every point of the patchset, in one call"
+    )
+    p.add_argument(
+        "--signal-regions",
+        nargs="+",
+        metavar="CHANNEL",
+        help="channels whose signal yields are given by --yields",
+    )
+    p.add_argument(
+        "--yields",
+        nargs="+",
+        type=float,
+        metavar="S",
+        help="signal yields per signal-region bin (with --signal-regions)",
+    )
+    p.add_argument("--measurement", help="measurement name (default: the first)")
+    p.add_argument("--json", action="store_true", help="print results as JSON")
+
+
+def _load_grid(args: argparse.Namespace):
+    """``(model, data, signal, names)``; ``model`` is a grid for several points."""
+    import numpy as np
+
+    import difflike as dl
+    from difflike.errors import InputError
+
+    if (args.point or args.all) and not args.patchset:
+        raise InputError("--point and --all need --patchset")
+    if args.yields is not None and not args.signal_regions:
+        raise InputError("--yields needs --signal-regions")
+    if args.signal_regions and (args.patchset or args.point):
+        raise InputError("--signal-regions is for a background-only workspace")
+    if args.patchset and (args.all or (args.point and len(args.point) > 1)):
+        model, data = dl.load_patchset(
+            args.workspace,
+            args.patchset,
+            points=None if args.all else args.point,
+            measurement=args.measurement,
+            progress=sys.stderr.isatty(),
+        )
+        return model, data, None, list(model.config.points)
+    if args.patchset and not args.point:
+        raise InputError("with --patchset, name the points (--point) or use --all")
+    point = args.point[0] if args.point else None
+    model, data = dl.load(
+        args.workspace,
+        patchset=args.patchset,
+        point=point,
+        signal_regions=args.signal_regions,
+        measurement=args.measurement,
+    )
+    signal = None
+    if args.signal_regions:
+        if args.yields is None:
+            raise InputError("a signal-region model needs --yields")
+        signal = np.asarray(args.yields, float)
+    return model, data, signal, [point or "workspace"]
+
+
+def _timed(what: str, fn, *args, **kwargs):
+    import jax
+
+    print(f"{what} ...", file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    out = jax.block_until_ready(fn(*args, **kwargs))
+    print(f"{what}: {time.perf_counter() - start:.2f} s", file=sys.stderr)
+    return out
+
+
+def _rows(names, *columns):
+    import numpy as np
+
+    cols = [np.atleast_1d(np.asarray(c)) for c in columns]
+    return [[name, *(c[i] for c in cols)] for i, name in enumerate(names)]
+
+
+def cmd_cls(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    import difflike as dl
+
+    model, data, signal, names = _load_grid(args)
+    out = _timed(
+        f"CLs at mu = {args.mu:g} ({len(names)} point{'s' * (len(names) > 1)})",
+        dl.hypotest,
+        args.mu,
+        model,
+        data,
+        signal,
+        test_stat=args.test_stat,
+        return_details=True,
+    )
+    cls = np.atleast_1d(np.asarray(out.cls))
+    exp = np.asarray(out.cls_exp).reshape(-1, 5)
+    ok = np.atleast_1d(np.asarray(out.converged))
+    if args.json:
+        results = [
+            {
+                "point": n,
+                "cls": float(cls[i]),
+                "cls_exp": exp[i].tolist(),
+                "converged": bool(ok[i]),
+            }
+            for i, n in enumerate(names)
+        ]
+        json.dump(
+            {"mu": args.mu, "test_stat": args.test_stat, "results": results},
+            sys.stdout,
+            indent=1,
+        )
+        print()
+    else:
+        header = ("point", "CLs", "-2sig", "-1sig", "median", "+1sig", "+2sig", "fit")
+        rows = [
+            [
+                n,
+                f"{cls[i]:.4g}",
+                *(f"{v:.4g}" for v in exp[i]),
+                "ok" if ok[i] else "FAILED",
+            ]
+            for i, n in enumerate(names)
+        ]
+        print(_table(rows, header))
+    if args.plot:
+        _save_contour(args, names, cls, exp)
+    return 0 if ok.all() else 1
+
+
+def _save_contour(args, names, cls, exp) -> None:
+    from difflike.plotting import DEFAULT_MASS_PATTERN, exclusion_contour
+
+    ax = exclusion_contour(
+        names, cls, exp, pattern=args.mass_pattern or DEFAULT_MASS_PATTERN
+    )
+    ax.figure.savefig(args.plot, bbox_inches="tight")
+    print(f"exclusion contour written to {args.plot}", file=sys.stderr)
+
+
+def cmd_limit(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    import difflike as dl
+
+    model, data, signal, names = _load_grid(args)
+    out = _timed(
+        f"{args.cl:.0%} CL upper limits ({len(names)} point{'s' * (len(names) > 1)})",
+        dl.upper_limit,
+        model,
+        data,
+        signal,
+        cl=args.cl,
+        return_details=True,
+    )
+    obs = np.atleast_1d(np.asarray(out.mu_up))
+    exp = np.asarray(out.mu_up_exp).reshape(-1, 5)
+    ok = np.asarray(out.converged).reshape(-1, 6).all(axis=1)
+    widened = np.atleast_1d(np.asarray(out.widened))
+    if args.json:
+        results = [
+            {
+                "point": n,
+                "mu_up": float(obs[i]),
+                "mu_up_exp": exp[i].tolist(),
+                "converged": bool(ok[i]),
+                "beyond_poi_bound": bool(widened[i]),
+            }
+            for i, n in enumerate(names)
+        ]
+        json.dump({"cl": args.cl, "results": results}, sys.stdout, indent=1)
+        print()
+    else:
+        header = ("point", "observed", "-2sig", "-1sig", "median", "+1sig", "+2sig", "")
+        rows = [
+            [
+                n,
+                f"{obs[i]:.4g}",
+                *(f"{v:.4g}" for v in exp[i]),
+                ("ok" if ok[i] else "FAILED")
+                + (" (beyond POI bound)" if widened[i] else ""),
+            ]
+            for i, n in enumerate(names)
+        ]
+        print(_table(rows, header))
+    return 0 if ok.all() else 1
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    import difflike as dl
+
+    model, data, signal, names = _load_grid(args)
+    if len(names) > 1:
+        from difflike.errors import InputError
+
+        raise InputError("difflike fit takes one point (--point NAME)")
+    if args.mu is None:
+        res = _timed("global fit", dl.fit, model, data, signal)
+    else:
+        res = _timed(
+            f"fit at mu = {args.mu:g}", dl.profile, model, data, args.mu, signal
+        )
+    pars = np.asarray(res.pars)
+    config = model.config
+    if args.json:
+        json.dump(
+            {
+                "nll": float(res.nll),
+                "converged": bool(res.converged),
+                "status": int(res.status),
+                "message": str(res.message.item()),
+                "iterations": int(res.nit),
+                "pars": dict(zip(config.par_names, pars.tolist())),
+            },
+            sys.stdout,
+            indent=1,
+        )
+        print()
+    else:
+        print(
+            f"-ln L = {float(res.nll):.10g}   ({res.message.item()}, {int(res.nit)} iterations)"
+        )
+        lo, hi = np.asarray(config.bounds).T
+        fixed = np.asarray(config.fixed)
+        rows = [
+            [
+                name,
+                f"{pars[i]:.6g}",
+                "fixed"
+                if fixed[i] or (args.mu is not None and i == config.poi_index)
+                else "",
+                f"[{lo[i]:g}, {hi[i]:g}]",
+            ]
+            for i, name in enumerate(config.par_names)
+        ]
+        print(_table(rows, ("parameter", "value", "", "bounds")))
+    return 0 if bool(res.converged) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     import difflike
 
@@ -295,6 +541,35 @@ def build_parser() -> argparse.ArgumentParser:
     _add_workspace_args(p)
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("fit", help="a global fit, or a fit at fixed mu (--mu)")
+    _add_grid_args(p)
+    p.add_argument("--mu", type=float, help="fix the POI at this value")
+    p.set_defaults(func=cmd_fit)
+
+    p = sub.add_parser(
+        "cls", help="asymptotic CLs with the expected band, for one or many points"
+    )
+    _add_grid_args(p)
+    p.add_argument("--mu", type=float, default=1.0, help="tested mu (default 1)")
+    p.add_argument(
+        "--test-stat",
+        default="qtilde",
+        choices=("qtilde", "q", "q0"),
+        help="test statistic (default qtilde)",
+    )
+    p.add_argument("--plot", metavar="FILE", help="draw the exclusion contour (--all)")
+    p.add_argument(
+        "--mass-pattern",
+        metavar="REGEX",
+        help="two-group regular expression reading masses from point names",
+    )
+    p.set_defaults(func=cmd_cls)
+
+    p = sub.add_parser("limit", help="upper limits on mu, observed and expected")
+    _add_grid_args(p)
+    p.add_argument("--cl", type=float, default=0.95, help="confidence level (0.95)")
+    p.set_defaults(func=cmd_limit)
     return parser
 
 

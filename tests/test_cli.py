@@ -113,3 +113,65 @@ def test_console_script_is_installed():
         check=True,
     )
     assert result.stdout.startswith("difflike ")
+
+
+EXAMPLE = [str(dl.example_workspace()), "--patchset", str(dl.example_patchset())]
+
+
+def test_cls_all_json_and_contour(capsys, tmp_path):
+    plot = tmp_path / "contour.png"
+    assert main(["cls", *EXAMPLE, "--all", "--json", "--plot", str(plot)]) == 0
+    out, err = capsys.readouterr()
+    results = json.loads(out)["results"]
+    assert [r["point"] for r in results][:2] == ["sig_300_0", "sig_300_100"]
+    assert len(results) == 11 and all(r["converged"] for r in results)
+    # pyhf 0.7.6 on sig_300_0 (tests/infer/test_infer.py checks the method)
+    first = results[0]
+    assert 0.0 < first["cls"] < 0.2 and sorted(first["cls_exp"]) == first["cls_exp"]
+    assert plot.stat().st_size > 1000 and "CLs at mu = 1 (11 points)" in err
+
+
+def test_limit_and_fit_on_a_signal_region_model(capsys):
+    sr = [str(dl.example_workspace()), "--signal-regions", "SR_low", "SR_high"]
+    yields = ["--yields", "4", "2", "2.5", "1.5"]
+    assert main(["limit", *sr, *yields]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split()[:3] == ["point", "observed", "-2sig"]
+    row = out.splitlines()[2].split()
+    assert row[0] == "workspace" and row[-1] == "ok"
+    observed, *expected = map(float, row[1:7])
+    assert expected == sorted(expected) and 0.1 < observed < 10
+    assert main(["fit", *sr, *yields, "--mu", "1", "--json"]) == 0
+    fit = json.loads(capsys.readouterr().out)
+    assert fit["converged"] and fit["pars"]["mu"] == 1.0
+    model, data = dl.load(dl.example_workspace(), signal_regions=["SR_low", "SR_high"])
+    want = dl.profile(model, data, 1.0, [4.0, 2.0, 2.5, 1.5])
+    assert fit["nll"] == pytest.approx(float(want.nll), abs=1e-9)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["cls", str(dl.example_workspace()), "--all"],  # no patchset
+        ["cls", str(dl.example_workspace()), "--yields", "1"],  # no signal regions
+        ["limit", *EXAMPLE],  # which points?
+        ["cls", *EXAMPLE, "--point", "sig_999_0"],
+    ],
+)
+def test_cli_input_errors(capsys, args):
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("difflike: error:") and len(err.splitlines()) == 1
+
+
+def test_cls_on_a_published_point(capsys, likelihoods):
+    folder = likelihoods / "ATLAS-SUSY-2018-04"
+    args = [
+        str(folder / "BkgOnly.json"),
+        "--patchset",
+        str(folder / "patchset.json.gz"),
+    ]
+    assert main(["cls", *args, "--point", "DS_440_40_Staus", "--json"]) == 0
+    (result,) = json.loads(capsys.readouterr().out)["results"]
+    # pyhf 0.7.6: tests/fixtures/inference_pyhf_refs.json.gz
+    assert result["cls"] == pytest.approx(0.15391139311995267, rel=1e-3)

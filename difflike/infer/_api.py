@@ -75,7 +75,7 @@ def _hypotest_model(model, data, signal, mu, *, test_stat, tol, max_iter):
     def one(lik, mu):
         return tuple(hypotest_one(mu, lik, test_stat))
 
-    sig = "(n),(s),(),(),()->(),(5),(),(),(5),(5),(),(),(),(),()"
+    sig = "(n),(s),(),(),()->(),(5),(),(),(5),(5),(),(),(),(),(),(),(),(),()"
     out = _on_model(one, sig)(model, data, signal, mu, tol, max_iter)
     return HypotestDetails(*out)
 
@@ -85,7 +85,7 @@ def _hypotest_likelihood(lik, mu, *, test_stat):
     def one(mu):
         return tuple(hypotest_one(mu, lik, test_stat))
 
-    sig = "()->(),(5),(),(),(5),(5),(),(),(),(),()"
+    sig = "()->(),(5),(),(),(5),(5),(),(),(),(),(),(),(),(),()"
     return HypotestDetails(*jnp.vectorize(one, signature=sig)(mu))
 
 

@@ -69,7 +69,12 @@ class HypotestResult(NamedTuple):
 
 
 class HypotestDetails(NamedTuple):
-    """Everything behind a hypothesis test, ``(*batch, ...)``."""
+    """Everything behind a hypothesis test, ``(*batch, ...)``.
+
+    ``nll_hat`` and ``nll_mu`` are the minimised ``-ln L`` of the global fit and of
+    the fit at ``mu`` (``nll_*_asimov``: the same on the Asimov data), so that the
+    fits behind a test can be checked without fitting again.
+    """
 
     cls: Array
     cls_exp: Array
@@ -82,6 +87,10 @@ class HypotestDetails(NamedTuple):
     q_asimov: Array
     muhat: Array
     converged: Array
+    nll_hat: Array
+    nll_mu: Array
+    nll_hat_asimov: Array
+    nll_mu_asimov: Array
 
 
 def _safe_sqrt(q):
@@ -134,15 +143,15 @@ def hypotest_one(mu, lik: Likelihood, test_stat: str = "qtilde") -> HypotestDeta
     """
     stat = from_fits(test_stat)
     mu = jnp.asarray(mu, jnp.float64)
-    muhat, nll_hat, nll_mu = free_and_fixed(lik, mu)
+    muhat, nll_hat, nll_mu, ok = free_and_fixed(lik, mu)
     q = stat(mu, muhat, nll_mu, nll_hat)
     lik_a = lik.asimov(_asimov_mu(test_stat))
-    muhat_a, nll_hat_a, nll_mu_a = free_and_fixed(lik_a, mu)
+    muhat_a, nll_hat_a, nll_mu_a, ok_a = free_and_fixed(lik_a, mu)
     q_a = stat(mu, muhat_a, nll_mu_a, nll_hat_a)
     lsb, lb, lsb_e, lb_e, t = log_pvalues(q, q_a, test_stat)
     cls = jnp.exp(_log_cls(lsb, lb, test_stat))
     cls_exp = jnp.exp(_log_cls(lsb_e, lb_e, test_stat))
-    finite = jnp.isfinite(q) & jnp.isfinite(q_a)
+    converged = ok & ok_a & jnp.isfinite(q) & jnp.isfinite(q_a)
     return HypotestDetails(
         cls=cls,
         cls_exp=cls_exp,
@@ -154,7 +163,11 @@ def hypotest_one(mu, lik: Likelihood, test_stat: str = "qtilde") -> HypotestDeta
         q=q,
         q_asimov=q_a,
         muhat=muhat,
-        converged=finite,
+        converged=converged,
+        nll_hat=nll_hat,
+        nll_mu=nll_mu,
+        nll_hat_asimov=nll_hat_a,
+        nll_mu_asimov=nll_mu_a,
     )
 
 

@@ -4,9 +4,11 @@ Everything in :mod:`difflike.infer` needs only three things of a likelihood, for
 data set (batches are mapped over with :func:`jax.vmap`):
 
 * ``poi_bounds()``: the POI's bounds, ``(lo, hi)``;
-* ``profile(mu, fixed)``: ``(poi, nll)``, the minimised negative log-likelihood with
-  the POI fixed at ``mu`` where ``fixed`` is true (then ``poi`` is ``mu``), and the
-  global fit otherwise (then ``poi`` is :math:`\hat\mu` and ``mu`` is ignored).
+* ``profile(mu, fixed)``: ``(poi, nll, ok)``, the minimised negative log-likelihood
+  with the POI fixed at ``mu`` where ``fixed`` is true (then ``poi`` is ``mu``), and
+  the global fit otherwise (then ``poi`` is :math:`\hat\mu` and ``mu`` is
+  ignored); ``ok`` says whether the minimisation converged (always true for a
+  likelihood that needs none).
   ``fixed`` is a traced boolean, so one compiled fit serves both kinds: inference
   maps ``profile`` over several hypotheses at once (:func:`profiles`);
 * ``asimov(mu)``: the same likelihood on Asimov data built at ``mu`` (pyhf's:
@@ -37,30 +39,30 @@ class Likelihood(Protocol):
 
     def poi_bounds(self) -> tuple[Array, Array]: ...
 
-    def profile(self, mu: Array, fixed: Array) -> tuple[Array, Array]: ...
+    def profile(self, mu: Array, fixed: Array) -> tuple[Array, Array, Array]: ...
 
     def asimov(self, mu: float | Array) -> Likelihood: ...
 
 
 def profiles(
     lik: Likelihood, mu: Float[ArrayLike, "*k"], fixed: Bool[ArrayLike, "*k"]
-) -> tuple[Float[Array, "*k"], Float[Array, "*k"]]:
-    """``lik.profile`` of several hypotheses in one vectorised call, ``((*k,), (*k,))``.
+) -> tuple[Float[Array, "*k"], Float[Array, "*k"], Bool[Array, "*k"]]:
+    """``lik.profile`` of several hypotheses in one vectorised call, ``(*k,)`` each.
 
     Example: the global fit and the fit at ``mu`` together, one compiled fit:
     ``profiles(lik, jnp.stack([0.0, mu]), jnp.array([False, True]))``.
     """
     mu = jnp.asarray(mu, jnp.float64)
     fixed = jnp.asarray(fixed, bool)
-    return jnp.vectorize(lik.profile, signature="(),()->(),()")(mu, fixed)
+    return jnp.vectorize(lik.profile, signature="(),()->(),(),()")(mu, fixed)
 
 
-def free_and_fixed(lik: Likelihood, mu) -> tuple[Array, Array, Array]:
-    """``(muhat, nll_hat, nll_mu)``: the global fit and the fit at ``mu`` (scalar),
-    in one vectorised call."""
+def free_and_fixed(lik: Likelihood, mu) -> tuple[Array, Array, Array, Array]:
+    """``(muhat, nll_hat, nll_mu, ok)``: the global fit and the fit at ``mu``
+    (scalar), in one vectorised call; ``ok`` when both converged."""
     mu = jnp.asarray(mu, jnp.float64)
-    pois, nlls = profiles(lik, jnp.stack([jnp.zeros_like(mu), mu]), [False, True])
-    return pois[0], nlls[0], nlls[1]
+    pois, nlls, ok = profiles(lik, jnp.stack([jnp.zeros_like(mu), mu]), [False, True])
+    return pois[0], nlls[0], nlls[1], jnp.all(ok)
 
 
 @pytree_dataclass
@@ -98,14 +100,15 @@ class ModelLikelihood:
         bounds = self.model.config.bounds[self.model.config.poi_index]
         return bounds[0], bounds[1]
 
-    def profile(self, mu: Array, fixed: Array) -> tuple[Array, Array]:
-        """``(poi, nll)``: fit at fixed ``mu`` where ``fixed``, else the global fit."""
-        pars, value, _, _ = self._fit(mu, jnp.asarray(fixed, bool))
-        return pars[self.model.config.poi_index], value
+    def profile(self, mu: Array, fixed: Array) -> tuple[Array, Array, Array]:
+        """``(poi, nll, converged)``: fit at fixed ``mu`` where ``fixed``, else the
+        global fit."""
+        pars, value, status, _ = self._fit(mu, jnp.asarray(fixed, bool))
+        return pars[self.model.config.poi_index], value, status <= 1
 
     def fit(self) -> tuple[Array, Array]:
         """``(muhat, nll)`` of the global fit (a shortcut for ``profile``)."""
-        return self.profile(0.0, False)
+        return self.profile(0.0, False)[:2]
 
     def nll(self, mu: Array) -> Array:
         """Profiled ``-ln L`` at fixed ``mu`` (a shortcut for ``profile``)."""

@@ -68,7 +68,7 @@ def from_fits(name: str):
 @partial(jax.jit, static_argnums=0)
 def _on(kernel, mu, lik: Likelihood) -> Array:
     """``kernel`` after the global fit and the fit at ``mu``, run together."""
-    muhat, nll_hat, nll_mu = free_and_fixed(lik, mu)
+    muhat, nll_hat, nll_mu, _ = free_and_fixed(lik, mu)
     return kernel(mu, muhat, nll_mu, nll_hat)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,13 +16,15 @@ from difflike.infer import (
     asimov_data,
     hypotest,
     likelihood,
-    q0,
     qmu,
     qmu_tilde,
     tmu,
     upper_limit,
 )
-from tests.conftest import assert_close, pyhf_example_point
+from difflike.infer._teststat import from_fits
+from tests.conftest import FIXTURES, assert_close, pyhf_example_point
+
+pytestmark = pytest.mark.xdist_group("infer-example")
 
 POINT = "sig_500_100"
 
@@ -35,12 +39,22 @@ def pyhf_example():
     return pyhf_example_point(POINT)
 
 
+@pytest.fixture(scope="module")
+def details(example):
+    """qtilde tests of three hypotheses, one compiled call shared by the tests."""
+    model, data = example
+    return hypotest(jnp.array([0.5, 1.0, 2.0]), model, data, return_details=True)
+
+
 @pytest.mark.parametrize("test_stat", ["qtilde", "q0"])
-def test_hypotest_matches_pyhf(example, pyhf_example, test_stat):
+def test_hypotest_matches_pyhf(example, pyhf_example, details, test_stat):
     model, data = example
     pyhf, pmodel, pdata = pyhf_example
-    mu = 0.0 if test_stat == "q0" else 1.0
-    cls, cls_exp = hypotest(mu, model, data, test_stat=test_stat)
+    if test_stat == "q0":
+        mu = 0.0
+        cls, cls_exp = hypotest(mu, model, data, test_stat=test_stat)
+    else:
+        mu, cls, cls_exp = 1.0, details.cls[1], details.cls_exp[1]
     ref, ref_exp = pyhf.infer.hypotest(
         mu, pdata, pmodel, test_stat=test_stat, return_expected_set=True
     )
@@ -64,29 +78,38 @@ def test_hypotest_with_q_and_an_unbounded_poi(example, pyhf_example):
     assert_close(cls_exp, ref_exp)
 
 
-def test_details_and_batches(example):
+def test_details_and_batches(example, details):
     model, data = example
-    mus = jnp.array([0.5, 1.0, 2.0])
-    out = hypotest(mus, model, data, return_details=True)
+    out = details
     assert out.cls.shape == (3,) and out.cls_exp.shape == (3, 5)
     np.testing.assert_allclose(out.cls, out.clsb / out.clb, rtol=1e-12)
     assert out.converged.all()
     assert np.all(np.diff(np.asarray(out.cls)) < 0)  # CLs falls with mu
-    single = hypotest(1.0, model, data)
-    assert float(single.cls) == pytest.approx(float(out.cls[1]), rel=1e-9)
+    # the fits behind the test: q is twice the difference of the two minima
+    q = 2 * (out.nll_mu - out.nll_hat)
+    np.testing.assert_allclose(out.q, np.where(out.muhat > [0.5, 1.0, 2.0], 0, q))
+    assert np.all(out.nll_mu_asimov >= out.nll_hat_asimov - 1e-9)
 
 
-def test_test_statistics_conventions(example):
+def test_test_statistics_conventions(example, details):
     model, data = example
     lik = likelihood(model, data)
-    muhat, _ = lik.fit()
-    muhat = float(muhat)
+    muhat = float(details.muhat[0])
     assert muhat > 0.05
     below, above = 0.5 * muhat, muhat + 1.0
     assert float(qmu_tilde(below, lik)) == 0.0  # muhat > mu
     assert float(qmu(above, lik)) > 0.0
     assert float(tmu(below, lik)) > 0.0
-    assert float(q0(0.0, lik)) == pytest.approx(float(tmu(0.0, lik)))
+    # the statistics as arithmetic on the fits
+    for name, mu, muhat_, want in (
+        ("qtilde", 1.0, 1.5, 0.0),  # muhat above mu: no evidence against mu
+        ("q", 1.0, 0.5, 2.0),
+        ("tmu", 1.0, 1.5, 2.0),
+        ("q0", 0.0, -0.5, 0.0),  # a deficit is no evidence for a signal
+        ("q0", 0.0, 0.5, 2.0),
+    ):
+        assert float(from_fits(name)(mu, muhat_, 11.0, 10.0)) == want, name
+    assert float(from_fits("tmu")(1.0, 1.0, 10.0, 10.0 + 1e-12)) == 0.0  # clipped
     with pytest.raises(InputError, match="test statistic"):
         hypotest(1.0, model, data, test_stat="banana")
     with pytest.raises(InputError, match="asymptotic"):
@@ -117,16 +140,16 @@ def test_asimov_data_as_pyhf_builds_them(example, pyhf_example):
 
 def test_upper_limit_matches_pyhf():
     # a point whose five expected limits all lie below the POI bound, where pyhf's
-    # toms748 search works
+    # toms748 search works; pyhf's values: tests/fixtures/make_example_refs.py
+    refs = json.loads((FIXTURES / "example_pyhf_refs.json").read_text())
+    ref = refs["upper_limit"]["sig_300_0"]
     model, data = dl.load(
         dl.example_workspace(), patchset=dl.example_patchset(), point="sig_300_0"
     )
-    pyhf, pmodel, pdata = pyhf_example_point("sig_300_0")
     out = upper_limit(model, data, return_details=True)
     assert out.converged.all() and not bool(out.widened)
-    obs, exp = pyhf.infer.intervals.upper_limits.upper_limit(pdata, pmodel)
-    assert_close(out.mu_up, obs, rel=5e-3)
-    assert_close(out.mu_up_exp, exp, rel=5e-3)
+    assert_close(out.mu_up, ref["mu_up"], rel=5e-3)
+    assert_close(out.mu_up_exp, ref["mu_up_exp"], rel=5e-3)
     # the limit solves CLs(mu_up) = 0.05
     cls, _ = hypotest(out.mu_up, model, data)
     assert float(cls) == pytest.approx(0.05, rel=1e-5)
@@ -141,6 +164,10 @@ def test_limit_search_widens_beyond_the_poi_bound(example):
     assert float(out.mu_up_exp[-1]) > 1.0
 
 
+def _directional_fd(f, x, v, eps):
+    return (float(f(x + eps * v)) - float(f(x - eps * v))) / (2 * eps)
+
+
 def test_limit_gradient_wrt_signal_by_implicit_function_theorem():
     model, data = dl.load(dl.example_workspace(), signal_regions=["SR_low", "SR_high"])
     s = jnp.linspace(2.0, 5.0, model.config.nsignal)
@@ -149,13 +176,11 @@ def test_limit_gradient_wrt_signal_by_implicit_function_theorem():
         return upper_limit(model, data, s).mu_up
 
     grad = np.asarray(jax.grad(mu_up)(s))
-    eps = 1e-4
-    fd = [
-        (float(mu_up(s.at[i].add(eps))) - float(mu_up(s.at[i].add(-eps)))) / (2 * eps)
-        for i in range(s.size)
-    ]
-    np.testing.assert_allclose(grad, fd, rtol=1e-3, atol=1e-6)
     assert np.abs(grad).max() > 1e-2  # not vacuous
+    # along two directions (each finite difference is two limit searches)
+    for v in (jnp.array([1.0, -0.5, 0.3, 2.0]), jnp.array([0.0, 1.0, 0.0, -1.0])):
+        fd = _directional_fd(mu_up, s, v, 1e-4)
+        assert float(grad @ v) == pytest.approx(fd, rel=1e-3, abs=1e-6)
 
 
 def test_cls_gradient_wrt_signal():
@@ -166,9 +191,6 @@ def test_cls_gradient_wrt_signal():
         return hypotest(1.0, model, data, s).cls
 
     grad = np.asarray(jax.grad(cls)(s))
-    eps = 1e-5
-    fd = [
-        (float(cls(s.at[i].add(eps))) - float(cls(s.at[i].add(-eps)))) / (2 * eps)
-        for i in range(s.size)
-    ]
-    np.testing.assert_allclose(grad, fd, rtol=1e-3, atol=1e-7)
+    for v in (jnp.array([1.0, -0.5, 0.3, 2.0]), jnp.array([0.0, 1.0, 0.0, -1.0])):
+        fd = _directional_fd(cls, s, v, 1e-5)
+        assert float(grad @ v) == pytest.approx(fd, rel=1e-3, abs=1e-7)

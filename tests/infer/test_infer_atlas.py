@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import gzip
 import json
+from typing import NamedTuple
 
 import numpy as np
 import pytest
 
 import difflike as dl
-from difflike.fit import fit, profile
-from difflike.infer import hypotest, log_pvalues, upper_limit
+from difflike.fit import profile
+from difflike.infer import HypotestDetails, hypotest, log_pvalues, upper_limit
 from tests.conftest import FIXTURES, assert_close
+
+pytestmark = pytest.mark.xdist_group("atlas-inference")
 
 REFS_PATH = FIXTURES / "inference_pyhf_refs.json.gz"
 ANALYSES = ("ATLAS-SUSY-2018-04", "ATLAS-SUSY-2019-08")
@@ -55,9 +58,20 @@ def _stored(kind: str, analysis: str) -> dict[str, dict]:
     }
 
 
+class Grid(NamedTuple):
+    analysis: str
+    model: dl.Model
+    data: np.ndarray
+    details: HypotestDetails  # hypotest at mu = 1: its fits' minima included
+    mu0: dl.FitResult  # the fit at mu = 0 (behind the Asimov data)
+
+
 @pytest.fixture(scope="module", params=ANALYSES)
-def grid(request, likelihoods):
-    """``(analysis, model, data)`` for the stored points of one analysis's grid."""
+def grid(request, likelihoods) -> Grid:
+    """The stored points of one analysis's grid, tested at mu = 1 in one call.
+
+    Both tests below read this one computation (the module runs on one xdist
+    worker: ``xdist_group``)."""
     analysis = request.param
     names = sorted(_stored("hypotest", analysis))
     if not names:
@@ -69,7 +83,8 @@ def grid(request, likelihoods):
         points=names,
         progress=False,
     )
-    return analysis, model, data
+    details = hypotest(1.0, model, data, return_details=True)
+    return Grid(analysis, model, data, details, profile(model, data, 0.0))
 
 
 def test_fixture_covers_both_analyses():
@@ -78,12 +93,11 @@ def test_fixture_covers_both_analyses():
 
 
 def test_cls_matches_pyhf_on_every_stored_point(grid):
-    analysis, model, data = grid
-    refs = _stored("hypotest", analysis)
-    out = hypotest(1.0, model, data, return_details=True)
+    refs = _stored("hypotest", grid.analysis)
+    out = grid.details
     assert out.cls.shape == (len(refs),)
     deeper = set()
-    for i, name in enumerate(model.config.points):
+    for i, name in enumerate(grid.model.config.points):
         ref = refs[name]
         assert bool(out.converged[i]), name
         # pyhf's own minima, through difflike's asymptotic formulae, give its CLs
@@ -97,29 +111,26 @@ def test_cls_matches_pyhf_on_every_stored_point(grid):
             # allowed only where difflike's mu = 1 minimum is the deeper one
             assert float(out.q[i]) < q - 2e-6, name
             deeper.add(name)
-    assert deeper == PYHF_LOCAL_MINIMA & set(model.config.points)
+    assert deeper == PYHF_LOCAL_MINIMA & set(grid.model.config.points)
 
 
 def test_minima_are_not_worse_than_pyhf(grid):
-    analysis, model, data = grid
-    refs = _stored("hypotest", analysis)
-    names = model.config.points
+    refs = _stored("hypotest", grid.analysis)
+    names = grid.model.config.points
+    out, mu0 = grid.details, grid.mu0
 
     def ref(key):
         return np.asarray([refs[n][key] for n in names])
 
-    free = fit(model, data)
-    fixed = profile(model, data, np.array([1.0, 0.0])[:, None])
-    for result in (free, fixed):
-        failed = ~np.asarray(result.converged)
-        assert not failed.any(), np.broadcast_to(np.asarray(names), failed.shape)[
-            failed
-        ]
+    # every fit converged: hypotest's flag covers its four fits to data and Asimov
+    for flags in (out.converged, mu0.converged):
+        failed = ~np.asarray(flags)
+        assert not failed.any(), np.asarray(names)[failed]
     worse = set()
     for ours, key in (
-        (free.nll, "nll_free"),
-        (fixed.nll[0], "nll_mu1"),
-        (fixed.nll[1], "nll_mu0"),
+        (out.nll_hat, "nll_free"),
+        (out.nll_mu, "nll_mu1"),
+        (mu0.nll, "nll_mu0"),
     ):
         excess = np.asarray(ours) - ref(key)
         worse |= {(names[i], key) for i in np.flatnonzero(excess > 1e-6)}
@@ -128,15 +139,12 @@ def test_minima_are_not_worse_than_pyhf(grid):
     # Asimov data are built from each fitter's own mu = 0 fit, so their minima
     # differ from pyhf's with the data (by ~1e-5 here), not with the minimiser.
     # Ours must reach the generating point, whose -ln L is known exactly.
-    asimov = dl.asimov_data(model, data, 0.0)
-    at_truth = -np.asarray(model.logpdf(fixed.pars[1], asimov))
-    free_a = fit(model, asimov)
-    assert free_a.converged.all()
-    assert (np.asarray(free_a.nll) <= at_truth + 1e-9).all()
-    assert np.asarray(free_a.nll) == pytest.approx(at_truth, abs=1e-6)
-    np.testing.assert_allclose(
-        np.asarray(free_a.nll), ref("nll_free_asimov"), rtol=0, atol=1e-3
-    )
+    asimov = grid.model.expected_data(mu0.pars)
+    at_truth = -np.asarray(grid.model.logpdf(mu0.pars, asimov))
+    free_a = np.asarray(out.nll_hat_asimov)
+    assert (free_a <= at_truth + 1e-9).all()
+    assert free_a == pytest.approx(at_truth, abs=1e-6)
+    np.testing.assert_allclose(free_a, ref("nll_free_asimov"), rtol=0, atol=1e-3)
 
 
 @pytest.mark.parametrize("analysis", ANALYSES)
