@@ -36,7 +36,7 @@ __all__ = ["FitResult", "fit", "nll", "profile", "require_poi"]
 #: default convergence tolerance: half the Newton decrement, in units of -ln L
 TOL = 1e-12
 #: default cap on iterations (accepted plus rejected steps)
-MAX_ITER = 200
+MAX_ITER = 500
 
 
 @pytree_dataclass

@@ -87,7 +87,7 @@ def test_details_and_batches(example, details):
     assert np.all(np.diff(np.asarray(out.cls)) < 0)  # CLs falls with mu
     # the fits behind the test: q is twice the difference of the two minima
     q = 2 * (out.nll_mu - out.nll_hat)
-    np.testing.assert_allclose(out.q, np.where(out.muhat > [0.5, 1.0, 2.0], 0, q))
+    np.testing.assert_allclose(out.q, np.where(out.muhat > jnp.array([0.5, 1.0, 2.0]), 0, q))
     assert np.all(out.nll_mu_asimov >= out.nll_hat_asimov - 1e-9)
 
 
