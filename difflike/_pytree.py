@@ -12,9 +12,35 @@ from typing import Any, TypeVar
 
 import jax
 
-__all__ = ["pytree_dataclass", "replace", "static"]
+__all__ = ["Label", "pytree_dataclass", "replace", "static"]
 
 T = TypeVar("T")
+
+
+class Label(str):
+    """A string of static metadata that does not enter jit's cache key.
+
+    Where a model came from (its file, its digest) does not change what it
+    computes, so two models of the same structure from different files must share
+    compiled code. A :class:`Label` equals every other :class:`Label` and they all
+    hash alike; as a ``str`` it is an ordinary string everywhere else. The price:
+    a pytree *returned* by a jitted function carries the labels of the call that
+    compiled it.
+    """
+
+    __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Label) or str.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
+
+    def __hash__(self) -> int:
+        return hash(Label)
+
+    def __repr__(self) -> str:
+        return str.__repr__(self)
 
 
 def static(**kwargs: Any) -> Any:

@@ -131,6 +131,8 @@ def test_cls_all_json_and_contour(capsys, tmp_path):
     assert plot.stat().st_size > 1000 and "CLs at mu = 1 (11 points)" in err
 
 
+# shares the compiled signal-region limit with tests/infer/test_infer.py
+@pytest.mark.xdist_group("infer-example")
 def test_limit_and_fit_on_a_signal_region_model(capsys):
     sr = [str(dl.example_workspace()), "--signal-regions", "SR_low", "SR_high"]
     yields = ["--yields", "4", "2", "2.5", "1.5"]

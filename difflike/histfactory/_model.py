@@ -32,7 +32,7 @@ from jax import numpy as jnp
 from jax.scipy.special import gammaln
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
-from difflike._pytree import pytree_dataclass, replace, static
+from difflike._pytree import Label, pytree_dataclass, replace, static
 from difflike._vectorize import vectorize
 from difflike.errors import InvalidDataError, ShapeError, UnknownParameterError
 from difflike.histfactory import _interpolation as interp
@@ -99,6 +99,12 @@ class ModelConfig:
     source: str = static()
     digest: str = static()
     points: tuple[str, ...] = static(default=())
+
+    def __post_init__(self) -> None:
+        # provenance is not structure: models from different files share compiled
+        # code (see difflike._pytree.Label)
+        for name in ("source", "digest"):
+            object.__setattr__(self, name, Label(getattr(self, name)))
 
     # -- sizes -------------------------------------------------------------------
     @property

@@ -322,3 +322,22 @@ def test_structural_jacobian_equals_reverse_mode(settings):
             np.testing.assert_allclose(main, model._main(pars, signal), rtol=1e-14)
             np.testing.assert_allclose(jac, expected, rtol=1e-12, atol=1e-12)
             assert np.abs(np.asarray(jac)).max() > 0
+
+
+def test_models_from_different_files_share_compiled_code():
+    a, _ = dl.load(
+        dl.example_workspace(), patchset=dl.example_patchset(), point="sig_300_0"
+    )
+    b, _ = dl.load(
+        dl.example_workspace(), patchset=dl.example_patchset(), point="sig_500_100"
+    )
+    assert a.config.source != b.config.source.upper()  # still ordinary strings
+    assert str(a.config.source) != str(b.config.source)
+
+    @jax.jit
+    def f(model):
+        return model.expected_data(model.config.init)
+
+    f(a)
+    assert not np.allclose(f(a), f(b))
+    assert f._cache_size() == 1

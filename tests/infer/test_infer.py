@@ -87,7 +87,9 @@ def test_details_and_batches(example, details):
     assert np.all(np.diff(np.asarray(out.cls)) < 0)  # CLs falls with mu
     # the fits behind the test: q is twice the difference of the two minima
     q = 2 * (out.nll_mu - out.nll_hat)
-    np.testing.assert_allclose(out.q, np.where(out.muhat > jnp.array([0.5, 1.0, 2.0]), 0, q))
+    np.testing.assert_allclose(
+        out.q, np.where(out.muhat > jnp.array([0.5, 1.0, 2.0]), 0, q)
+    )
     assert np.all(out.nll_mu_asimov >= out.nll_hat_asimov - 1e-9)
 
 
@@ -138,14 +140,20 @@ def test_asimov_data_as_pyhf_builds_them(example, pyhf_example):
     np.testing.assert_allclose(ours, model.expected_data(pars), rtol=1e-12)
 
 
-def test_upper_limit_matches_pyhf():
+@pytest.fixture(scope="module")
+def limit_point():
     # a point whose five expected limits all lie below the POI bound, where pyhf's
-    # toms748 search works; pyhf's values: tests/fixtures/make_example_refs.py
-    refs = json.loads((FIXTURES / "example_pyhf_refs.json").read_text())
-    ref = refs["upper_limit"]["sig_300_0"]
-    model, data = dl.load(
+    # toms748 search works
+    return dl.load(
         dl.example_workspace(), patchset=dl.example_patchset(), point="sig_300_0"
     )
+
+
+def test_upper_limit_matches_pyhf(limit_point):
+    # pyhf's values: tests/fixtures/make_example_refs.py
+    refs = json.loads((FIXTURES / "example_pyhf_refs.json").read_text())
+    ref = refs["upper_limit"]["sig_300_0"]
+    model, data = limit_point
     out = upper_limit(model, data, return_details=True)
     assert out.converged.all() and not bool(out.widened)
     assert_close(out.mu_up, ref["mu_up"], rel=5e-3)
@@ -155,8 +163,8 @@ def test_upper_limit_matches_pyhf():
     assert float(cls) == pytest.approx(0.05, rel=1e-5)
 
 
-def test_limit_search_widens_beyond_the_poi_bound(example):
-    model, data = example
+def test_limit_search_widens_beyond_the_poi_bound(limit_point):
+    model, data = limit_point  # expected limits 0.56 ... 2.65 (pyhf)
     bounds = model.config.bounds.at[model.config.poi_index, 1].set(1.0)
     narrow = model.with_config(bounds=bounds)
     out = upper_limit(narrow, data, return_details=True)
