@@ -185,10 +185,11 @@ def test_limit_gradient_wrt_signal_by_implicit_function_theorem():
 
     grad = np.asarray(jax.grad(mu_up)(s))
     assert np.abs(grad).max() > 1e-2  # not vacuous
-    # along two directions (each finite difference is two limit searches)
-    for v in (jnp.array([1.0, -0.5, 0.3, 2.0]), jnp.array([0.0, 1.0, 0.0, -1.0])):
-        fd = _directional_fd(mu_up, s, v, 1e-4)
-        assert float(grad @ v) == pytest.approx(fd, rel=1e-3, abs=1e-6)
+    # along a direction mixing every component (each finite difference is two
+    # limit searches)
+    v = jnp.array([1.0, -0.5, 0.3, 2.0])
+    fd = _directional_fd(mu_up, s, v, 1e-4)
+    assert float(grad @ v) == pytest.approx(fd, rel=1e-3, abs=1e-6)
 
 
 def test_cls_gradient_wrt_signal():
