@@ -15,6 +15,10 @@ from tests.conftest import pyhf_example_point
 POINT = "sig_400_100"
 
 
+# one worker: the tests reuse each other's compiled fits
+pytestmark = pytest.mark.xdist_group("fit-example")
+
+
 @pytest.fixture(scope="module")
 def example():
     return dl.load(dl.example_workspace(), patchset=dl.example_patchset(), point=POINT)

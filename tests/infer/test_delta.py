@@ -16,6 +16,10 @@ REGIONS = ["SR_low", "SR_high"]
 SIGNALS = np.array([[3.0, 1.0, 2.0, 0.5], [0.0, 0.0, 0.0, 0.0], [8.0, 0.5, 6.0, 1.0]])
 
 
+# one worker: the tests reuse each other's compiled fits
+pytestmark = pytest.mark.xdist_group("delta-example")
+
+
 @pytest.fixture(scope="module")
 def sr():
     return dl.load(dl.example_workspace(), signal_regions=REGIONS)
