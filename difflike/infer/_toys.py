@@ -26,10 +26,11 @@ from jax.scipy.stats import norm
 from jaxtyping import Array, ArrayLike, Float
 
 from difflike.errors import InputError, ShapeError
-from difflike.fit._api import MAX_ITER, TOL, _fit_one
+from difflike.fit._api import MAX_ITER, TOL
 from difflike.histfactory import Model
 from difflike.infer._api import _inputs
 from difflike.infer._asymptotic import NSIGMA, _check_statistic
+from difflike.infer._likelihood import ModelLikelihood, free_and_fixed
 from difflike.infer._teststat import from_fits
 
 __all__ = ["ToyResult", "hypotest_toys", "sample_data"]
@@ -113,33 +114,20 @@ def _fraction_at_least(samples, value):
 def _toys_kernel(
     model, data, signal, mu, key, *, ntoys, test_stat, chunk, tol, max_iter
 ):
-    config = model.config
     teststat = from_fits(test_stat)
 
-    def fits(data, at, fix_poi):
-        return _fit_one(
-            model,
-            data,
-            signal,
-            at,
-            config.init,
-            fix_poi=fix_poi,
-            tol=tol,
-            max_iter=max_iter,
-        )
+    def likelihood(data):
+        return ModelLikelihood(model, data, signal, model.config.init, tol, max_iter)
 
     def statistic(data):
         """The statistic at ``mu`` and whether both of its fits converged."""
-        pars, nll, status, _ = jax.vmap(fits, in_axes=(None, None, 0))(
-            data, mu, jnp.array([False, True])
-        )
-        q = teststat(mu, pars[0, config.poi_index], nll[1], nll[0])
-        return q, jnp.all(status <= 1)
+        muhat, nll_hat, nll_mu, ok = free_and_fixed(likelihood(data), mu)
+        return teststat(mu, muhat, nll_mu, nll_hat), ok
 
     # the generating points: conditional fits to the observed data at mu, and at
     # the background-only hypothesis (mu = 1 for q0's alternative, as in pyhf)
     at = jnp.stack([mu, jnp.asarray(1.0 if test_stat == "q0" else 0.0)])
-    pars, _, status, _ = jax.vmap(fits, in_axes=(None, 0, None))(data, at, True)
+    pars, _, status, _ = jax.vmap(lambda m: likelihood(data)._fit(m, True))(at)
     k_sb, k_b = jax.random.split(key)
     toys = jnp.concatenate(
         [
