@@ -342,11 +342,42 @@ def _timed(what: str, fn, *args, **kwargs):
     return out
 
 
-def _rows(names, *columns):
-    import numpy as np
+def _print_results(args, names, key, obs, exp, ok, header, meta, notes=None):
+    """One result per point: JSON (``{**meta, "results": [...]}``) or a table.
 
-    cols = [np.atleast_1d(np.asarray(c)) for c in columns]
-    return [[name, *(c[i] for c in cols)] for i, name in enumerate(names)]
+    ``obs`` ``(n,)`` and ``exp`` ``(n, 5)`` are printed as ``key`` and
+    ``key + "_exp"``; ``header`` names the table's point, value and status
+    columns; ``notes`` maps a JSON field to ``(flags, text)``: per-point flags, and
+    the text appended to the status column where a flag is set.
+    """
+    notes = notes or {}
+    if args.json:
+        results = [
+            {
+                "point": n,
+                key: float(obs[i]),
+                f"{key}_exp": exp[i].tolist(),
+                "converged": bool(ok[i]),
+                **{field: bool(flags[i]) for field, (flags, _) in notes.items()},
+            }
+            for i, n in enumerate(names)
+        ]
+        json.dump({**meta, "results": results}, sys.stdout, indent=1)
+        print()
+        return
+    rows = [
+        [
+            n,
+            f"{obs[i]:.4g}",
+            *(f"{v:.4g}" for v in exp[i]),
+            ("ok" if ok[i] else "FAILED")
+            + "".join(f" ({text})" for flags, text in notes.values() if flags[i]),
+        ]
+        for i, n in enumerate(names)
+    ]
+    point, value, status = header
+    expected = ("-2sig", "-1sig", "median", "+1sig", "+2sig")
+    print(_table(rows, (point, value, *expected, status)))
 
 
 def cmd_cls(args: argparse.Namespace) -> int:
@@ -368,34 +399,8 @@ def cmd_cls(args: argparse.Namespace) -> int:
     cls = np.atleast_1d(np.asarray(out.cls))
     exp = np.asarray(out.cls_exp).reshape(-1, 5)
     ok = np.atleast_1d(np.asarray(out.converged))
-    if args.json:
-        results = [
-            {
-                "point": n,
-                "cls": float(cls[i]),
-                "cls_exp": exp[i].tolist(),
-                "converged": bool(ok[i]),
-            }
-            for i, n in enumerate(names)
-        ]
-        json.dump(
-            {"mu": args.mu, "test_stat": args.test_stat, "results": results},
-            sys.stdout,
-            indent=1,
-        )
-        print()
-    else:
-        header = ("point", "CLs", "-2sig", "-1sig", "median", "+1sig", "+2sig", "fit")
-        rows = [
-            [
-                n,
-                f"{cls[i]:.4g}",
-                *(f"{v:.4g}" for v in exp[i]),
-                "ok" if ok[i] else "FAILED",
-            ]
-            for i, n in enumerate(names)
-        ]
-        print(_table(rows, header))
+    meta = {"mu": args.mu, "test_stat": args.test_stat}
+    _print_results(args, names, "cls", cls, exp, ok, ("point", "CLs", "fit"), meta)
     if args.plot:
         _save_contour(args, names, cls, exp)
     return 0 if ok.all() else 1
@@ -430,32 +435,17 @@ def cmd_limit(args: argparse.Namespace) -> int:
     exp = np.asarray(out.mu_up_exp).reshape(-1, 5)
     ok = np.asarray(out.converged).reshape(-1, 6).all(axis=1)
     widened = np.atleast_1d(np.asarray(out.widened))
-    if args.json:
-        results = [
-            {
-                "point": n,
-                "mu_up": float(obs[i]),
-                "mu_up_exp": exp[i].tolist(),
-                "converged": bool(ok[i]),
-                "beyond_poi_bound": bool(widened[i]),
-            }
-            for i, n in enumerate(names)
-        ]
-        json.dump({"cl": args.cl, "results": results}, sys.stdout, indent=1)
-        print()
-    else:
-        header = ("point", "observed", "-2sig", "-1sig", "median", "+1sig", "+2sig", "")
-        rows = [
-            [
-                n,
-                f"{obs[i]:.4g}",
-                *(f"{v:.4g}" for v in exp[i]),
-                ("ok" if ok[i] else "FAILED")
-                + (" (beyond POI bound)" if widened[i] else ""),
-            ]
-            for i, n in enumerate(names)
-        ]
-        print(_table(rows, header))
+    _print_results(
+        args,
+        names,
+        "mu_up",
+        obs,
+        exp,
+        ok,
+        ("point", "observed", ""),
+        {"cl": args.cl},
+        {"beyond_poi_bound": (widened, "beyond POI bound")},
+    )
     return 0 if ok.all() else 1
 
 
