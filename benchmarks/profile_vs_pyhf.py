@@ -71,32 +71,32 @@ def pyhf_grid(folder: Path):
     return pyhf, ws, patchset
 
 
-def bench_cls(folder: Path, args) -> dict:
-    log("[cls] loading the ATLAS-SUSY-2018-04 grid")
-    grid, data = dl.load_patchset(
-        folder / "BkgOnly.json", folder / "patchset.json.gz", progress=False
-    )
+def _grid_vs_pyhf(tag, grid, data, folder, ours, theirs, npyhf, repeats) -> dict:
+    """Time ``ours(grid, data)`` (the whole grid, cold and warm) and
+    ``theirs(pyhf, model, data)`` on ``npyhf`` points spread over the grid, whose
+    mean is scaled to the grid. A pyhf call that raises is logged and skipped
+    (its toms748 limit scan fails where a limit lies beyond the POI's bound)."""
     npoints = len(grid.config.points)
-    cold, out = timed(lambda: dl.hypotest(1.0, grid, data, return_details=True))
-    warm = best(lambda: dl.hypotest(1.0, grid, data), args.repeats)
-    log(f"[cls] difflike: {npoints} points, cold {cold:.2f} s, warm {warm:.3f} s")
+    cold, out = timed(lambda: ours(grid, data))
+    warm = best(lambda: ours(grid, data), repeats)
+    log(f"[{tag}] difflike: {npoints} points, cold {cold:.2f} s, warm {warm:.3f} s")
     pyhf, ws, patchset = pyhf_grid(folder)
     times = []
-    for i in spread(npoints, args.pyhf_points):
+    for i in spread(npoints, npyhf):
+        name = patchset.patches[i].name
         model = ws.model(patches=[patchset.patches[i]])
-        t, _ = timed(
-            lambda model=model: pyhf.infer.hypotest(
-                1.0, ws.data(model), model, return_expected_set=True
-            )
-        )
+        try:
+            t, _ = timed(lambda model=model: theirs(pyhf, model, ws.data(model)))
+        except Exception as err:
+            log(f"[{tag}] pyhf {name}: failed ({err})")
+            continue
         times.append(t)
-        log(f"[cls] pyhf {patchset.patches[i].name}: {t:.2f} s")
-    per_point = float(np.mean(times))
-    return {
+        log(f"[{tag}] pyhf {name}: {t:.2f} s")
+    per_point = float(np.mean(times)) if times else float("nan")
+    return out, {
         "points": npoints,
         "difflike_cold_s": cold,
         "difflike_warm_s": warm,
-        "converged": int(np.sum(np.asarray(out.converged))),
         "pyhf_points_timed": len(times),
         "pyhf_per_point_s": per_point,
         "pyhf_grid_s": per_point * npoints,
@@ -105,41 +105,39 @@ def bench_cls(folder: Path, args) -> dict:
     }
 
 
-def bench_limits(folder: Path, args) -> dict:
-    grid, data = dl.load_patchset(
-        folder / "BkgOnly.json", folder / "patchset.json.gz", progress=False
+def bench_cls(grid, data, folder: Path, args) -> dict:
+    out, result = _grid_vs_pyhf(
+        "cls",
+        grid,
+        data,
+        folder,
+        lambda grid, data: dl.hypotest(1.0, grid, data, return_details=True),
+        lambda pyhf, model, data: pyhf.infer.hypotest(
+            1.0, data, model, return_expected_set=True
+        ),
+        args.pyhf_points,
+        args.repeats,
     )
-    npoints = len(grid.config.points)
-    cold, out = timed(lambda: dl.upper_limit(grid, data, return_details=True))
-    warm = best(lambda: dl.upper_limit(grid, data), args.repeats)
-    log(f"[limits] difflike: {npoints} points, cold {cold:.2f} s, warm {warm:.3f} s")
-    pyhf, ws, patchset = pyhf_grid(folder)
-    times = []
-    for i in spread(npoints, args.pyhf_limit_points):
-        model = ws.model(patches=[patchset.patches[i]])
-        try:
-            t, _ = timed(
-                lambda model=model: pyhf.infer.intervals.upper_limits.upper_limit(
-                    ws.data(model), model
-                )
-            )
-        except Exception as err:  # pyhf's toms748 scan fails beyond the POI bound
-            log(f"[limits] pyhf {patchset.patches[i].name}: failed ({err})")
-            continue
-        times.append(t)
-        log(f"[limits] pyhf {patchset.patches[i].name}: {t:.1f} s")
-    per_point = float(np.mean(times)) if times else float("nan")
+    return {**result, "converged": int(np.sum(np.asarray(out.converged)))}
+
+
+def bench_limits(grid, data, folder: Path, args) -> dict:
+    out, result = _grid_vs_pyhf(
+        "limits",
+        grid,
+        data,
+        folder,
+        lambda grid, data: dl.upper_limit(grid, data, return_details=True),
+        lambda pyhf, model, data: pyhf.infer.intervals.upper_limits.upper_limit(
+            data, model
+        ),
+        args.pyhf_limit_points,
+        args.repeats,
+    )
     return {
-        "points": npoints,
-        "difflike_cold_s": cold,
-        "difflike_warm_s": warm,
+        **result,
         "converged": int(np.sum(np.asarray(out.converged).all(axis=-1))),
         "beyond_poi_bound": int(np.sum(np.asarray(out.widened))),
-        "pyhf_points_timed": len(times),
-        "pyhf_per_point_s": per_point,
-        "pyhf_grid_s": per_point * npoints,
-        "ratio_warm": per_point * npoints / warm,
-        "ratio_cold": per_point * npoints / cold,
     }
 
 
@@ -245,10 +243,15 @@ def main() -> None:
     log(json.dumps(header))
     results = {"header": header}
     folder = args.likelihoods / "ATLAS-SUSY-2018-04"
+    if {"cls", "limits"} - set(args.skip):
+        log("loading the ATLAS-SUSY-2018-04 grid")
+        grid, data = dl.load_patchset(
+            folder / "BkgOnly.json", folder / "patchset.json.gz", progress=False
+        )
     if "cls" not in args.skip:
-        results["cls"] = bench_cls(folder, args)
+        results["cls"] = bench_cls(grid, data, folder, args)
     if "limits" not in args.skip:
-        results["limits"] = bench_limits(folder, args)
+        results["limits"] = bench_limits(grid, data, folder, args)
     if "fits" not in args.skip:
         results["fits"] = bench_fits(
             args.likelihoods / "ATLAS-SUSY-2018-16" / "EWKinos_bkgonly.json", args
