@@ -24,7 +24,7 @@ from jax import lax
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
 from difflike._pytree import pytree_dataclass
-from difflike._vectorize import vectorize
+from difflike._vectorize import default_chunk, vectorize
 from difflike.errors import InvalidModelError, ShapeError
 from difflike.fit._implicit import optimal_point, optimal_value
 from difflike.fit._minimize import STATUS_MESSAGES, minimize
@@ -161,7 +161,10 @@ def _fit_kernel(model, data, signal, mu, init, *, fix_poi, tol, max_iter):
         )
 
     pars, value, status, nit = vectorize(
-        one, "(n),(s),(),(p)->(p),(),(),()", batch_ndim=model_batch_ndim
+        one,
+        "(n),(s),(),(p)->(p),(),(),()",
+        batch_ndim=model_batch_ndim,
+        chunk=default_chunk(),
     )(model, data, signal, mu, init)
     return FitResult(
         nll=value, pars=pars, converged=status <= 1, status=status, nit=nit

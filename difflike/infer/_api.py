@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
-from difflike._vectorize import vectorize
+from difflike._vectorize import default_chunk, vectorize
 from difflike.errors import InputError
 from difflike.fit._api import MAX_ITER, TOL, _check_batch, require_poi
 from difflike.histfactory import Model
@@ -67,7 +67,7 @@ def _on_model(fn, signature: str):
         lik = ModelLikelihood(model, data, signal, model.config.init, *args[-2:])
         return fn(lik, *args[:-2])
 
-    return vectorize(one, signature, batch_ndim=model_batch_ndim)
+    return vectorize(one, signature, batch_ndim=model_batch_ndim, chunk=default_chunk())
 
 
 @partial(jax.jit, static_argnames=("test_stat",))
