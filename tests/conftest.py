@@ -83,6 +83,41 @@ def pyhf_signal_region_model(spec: dict, signal: dict[str, np.ndarray]):
     return pyhf.Workspace(spec).model()
 
 
+def pyhf_delta(spec: dict, config, data, signal, expectation: str) -> float:
+    """Δ(s) from pyhf's fixed-POI fits (numpy backend) on the pyhf model equivalent
+    to a difflike signal-region model of ``spec`` (``config`` its ModelConfig)."""
+    pyhf = pytest.importorskip("pyhf")
+    pyhf.set_backend("numpy")
+    split = np.cumsum(config.signal_nbins)[:-1]
+    parts = dict(zip(config.signal_regions, np.split(np.asarray(signal), split)))
+    pmodel = pyhf_signal_region_model(spec, parts)
+    init = pmodel.config.suggested_init()
+    bounds = pmodel.config.suggested_bounds()
+    fixed = pmodel.config.suggested_fixed()
+    data = np.asarray(data, float)
+    base = expectation.removesuffix("_asimov")
+    if base == "aposteriori":
+        data = pyhf.infer.calculators.generate_asimov_data(
+            0.0, data, pmodel, init, bounds, fixed
+        )
+    elif base == "apriori":
+        pars = np.asarray(init, float)
+        pars[pmodel.config.poi_index] = 0.0
+        data = np.concatenate([pmodel.expected_actualdata(pars), pmodel.config.auxdata])
+    if expectation.endswith("_asimov"):
+        data = pyhf.infer.calculators.generate_asimov_data(
+            0.0, data, pmodel, init, bounds, fixed
+        )
+
+    def nll(mu):
+        _, twice = pyhf.infer.mle.fixed_poi_fit(
+            mu, data, pmodel, init, bounds, fixed, return_fitted_val=True
+        )
+        return float(twice) / 2.0
+
+    return nll(0.0) - nll(1.0)
+
+
 def assert_close(ours, theirs, rel: float = 1e-3, abs_: float = 1e-5) -> None:
     """``|ours - theirs| <= max(rel * |theirs|, abs_)`` elementwise."""
     ours, theirs = np.asarray(ours, float), np.asarray(theirs, float)

@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Bool, Float
 
-from difflike._pytree import pytree_dataclass
+from difflike._pytree import pytree_dataclass, replace
 from difflike.errors import InputError
 from difflike.fit._api import MAX_ITER, TOL, _check_batch, _fit_kernel
 from difflike.histfactory import Model
@@ -91,28 +91,35 @@ def _background_pars(model: Model) -> Array:
     return init.at[..., model.config.poi_index].set(0.0)
 
 
-def _expectation_data_kernel(model, data, expectation, tol, max_iter):
-    """``(data, converged)`` of ``expectation``; see the module doc. Traceable."""
-    base = expectation.removesuffix("_asimov")
+@jax.jit
+def _asimov0(model, data, tol, max_iter):
+    """``(expected data, converged)`` at the fit to ``data`` with :math:`\\mu = 0`."""
     zero = jnp.zeros(model.config.nsignal)
+    fits = _fit_kernel(
+        model,
+        data,
+        zero,
+        jnp.zeros(()),
+        model.config.init,
+        fix_poi=True,
+        tol=tol,
+        max_iter=max_iter,
+    )
+    return model.expected_data(fits.pars, signal=zero), fits.converged
+
+
+def _expectation_data_kernel(model, data, expectation, tol, max_iter):
+    """``(data, converged)`` of ``expectation``; see the module doc. Traceable.
+
+    Built from one compiled Asimov kernel whatever the expectation, so asking for
+    several expectations compiles it once.
+    """
+    base = expectation.removesuffix("_asimov")
     ok = jnp.ones(data.shape[:-1], bool)
-
-    def asimov(data):
-        fits = _fit_kernel(
-            model,
-            data,
-            zero,
-            jnp.zeros(()),
-            model.config.init,
-            fix_poi=True,
-            tol=tol,
-            max_iter=max_iter,
-        )
-        return model.expected_data(fits.pars, signal=zero), fits.converged
-
     if base == "aposteriori":
-        data, ok = asimov(data)
+        data, ok = _asimov0(model, data, tol, max_iter)
     elif base == "apriori":
+        zero = jnp.zeros(model.config.nsignal)
         main = model.expected_actualdata(_background_pars(model), signal=zero)
         aux = jnp.broadcast_to(
             model.config.auxdata, main.shape[:-1] + model.config.auxdata.shape[-1:]
@@ -120,14 +127,9 @@ def _expectation_data_kernel(model, data, expectation, tol, max_iter):
         data = jnp.concatenate([main, aux], axis=-1)
         ok = jnp.ones(data.shape[:-1], bool)
     if expectation.endswith("_asimov"):
-        data, ok2 = asimov(data)
+        data, ok2 = _asimov0(model, data, tol, max_iter)
         ok = ok & ok2
     return data, ok
-
-
-@partial(jax.jit, static_argnames=("expectation",))
-def _expectation_jit(model, data, *, expectation, tol, max_iter):
-    return _expectation_data_kernel(model, data, expectation, tol, max_iter)
 
 
 def expectation_data(
@@ -147,28 +149,30 @@ def expectation_data(
     data, _ = _inputs(model, data, None)
     if expectation == "observed":
         return data
-    return _expectation_jit(
-        model, data, expectation=expectation, tol=tol, max_iter=max_iter
-    )[0]
+    return _expectation_data_kernel(model, data, expectation, tol, max_iter)[0]
 
 
-@partial(jax.jit, static_argnames=("expectation",))
-def _delta_kernel(model, data, signal, mu, *, expectation, tol, max_iter):
-    data, ok = _expectation_data_kernel(model, data, expectation, tol, max_iter)
+@jax.jit
+def _delta_fits(model, data, signal, mu, tol, max_iter):
     fit = partial(
         _fit_kernel, init=model.config.init, fix_poi=True, tol=tol, max_iter=max_iter
     )
     # the background-only fit depends on the data only: once per data set
     background = fit(model, data, jnp.zeros(model.config.nsignal), jnp.zeros(()))
     hypothesis = fit(model, data, signal, mu)
-    nll, converged = hypothesis.nll, hypothesis.converged
-    delta = background.nll - nll
+    delta = background.nll - hypothesis.nll
     return DeltaResult(
         delta=delta,
-        nll=nll,
+        nll=hypothesis.nll,
         nll_background=jnp.broadcast_to(background.nll, delta.shape),
-        converged=converged & background.converged & ok,
+        converged=hypothesis.converged & background.converged,
     )
+
+
+def _delta_kernel(model, data, signal, mu, *, expectation, tol, max_iter):
+    data, ok = _expectation_data_kernel(model, data, expectation, tol, max_iter)
+    out = _delta_fits(model, data, signal, mu, tol, max_iter)
+    return replace(out, converged=out.converged & ok)
 
 
 def delta(

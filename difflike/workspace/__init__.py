@@ -13,7 +13,11 @@ from difflike.workspace._patch import (
     read_patchset,
 )
 from difflike.workspace._prune import prune_spec
-from difflike.workspace._regions import SignalRegions, add_signal_sample
+from difflike.workspace._regions import (
+    SignalRegions,
+    add_signal_sample,
+    signal_yields,
+)
 from difflike.workspace._schema import MODIFIER_TYPES, validate
 from difflike.workspace._workspace import ModelSpec, Workspace, read_workspace
 
@@ -31,6 +35,7 @@ __all__ = [
     "read_json",
     "read_patchset",
     "read_workspace",
+    "signal_yields",
     "validate",
 ]
 

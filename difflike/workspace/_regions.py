@@ -6,10 +6,13 @@ import copy
 import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
 
 from difflike.errors import InvalidModelError, UnknownSignalRegionError
 
-__all__ = ["SignalRegions", "add_signal_sample"]
+__all__ = ["SignalRegions", "add_signal_sample", "signal_yields"]
 
 
 @dataclass(frozen=True)
@@ -113,3 +116,56 @@ def add_signal_sample(
         )
     nbins = [len(known[c]["samples"][0]["data"]) for c in channels]
     return out, SignalRegions(tuple(channels), tuple(nbins), name, poi)
+
+
+def signal_yields(
+    workspace: Any,
+    patchset: Any,
+    channels: Sequence[str],
+    points: Sequence[str] | None = None,
+) -> tuple[list[str], np.ndarray]:
+    """The nominal signal yields each patchset point puts in the signal regions.
+
+    A point's signal is every sample its patch adds to a channel (samples the
+    background-only workspace does not have there); its yields in the named
+    channels, bin by bin and in the order of ``channels``, are what a signal-region
+    model of the same workspace takes as ``signal``. The patch's own systematic
+    modifiers on the signal are not part of a signal-region model and are ignored.
+
+    Args:
+        workspace: the background-only workspace (path, document or Workspace).
+        patchset: its patchset (path, document or PatchSet).
+        channels: the signal-region channel names.
+        points: point names (default: every point, in the patchset's order).
+
+    Returns:
+        ``(names, yields)``: the point names and their yields, ``(npoints, nbins)``.
+
+    Raises:
+        UnknownSignalRegionError: a channel is not in the workspace.
+    """
+    from difflike.workspace._patch import apply_patch, read_patchset
+    from difflike.workspace._workspace import read_workspace
+
+    ws = read_workspace(workspace)
+    ps = read_patchset(patchset)
+    add_signal_sample(ws.spec, channels, poi="mu", source=ws.source)  # checks names
+    background = {
+        c["name"]: {s["name"] for s in c["samples"]} for c in ws.spec["channels"]
+    }
+    names = list(points) if points is not None else ps.names
+    rows = []
+    for name in names:
+        spec = apply_patch(ws.spec, ps[name].operations, file=ps.source)
+        by_name = {c["name"]: c for c in spec["channels"]}
+        row = []
+        for channel in channels:
+            c = by_name[channel]
+            width = len(c["samples"][0]["data"])
+            total = np.zeros(width)
+            for s in c["samples"]:
+                if s["name"] not in background[channel]:
+                    total += np.asarray(s["data"], float)
+            row.append(total)
+        rows.append(np.concatenate(row))
+    return names, np.array(rows)

@@ -10,7 +10,7 @@ import pytest
 import difflike as dl
 from difflike.errors import InputError
 from difflike.infer import delta, expectation_data
-from tests.conftest import pyhf_signal_region_model
+from tests.conftest import pyhf_delta
 
 REGIONS = ["SR_low", "SR_high"]
 SIGNALS = np.array([[3.0, 1.0, 2.0, 0.5], [0.0, 0.0, 0.0, 0.0], [8.0, 0.5, 6.0, 1.0]])
@@ -26,38 +26,8 @@ def sr():
 
 
 def _pyhf_delta(model, data, signal, expectation):
-    """Δ from pyhf's fixed-POI fits (numpy backend) on the equivalent pyhf model."""
-    pyhf = pytest.importorskip("pyhf")
-    pyhf.set_backend("numpy")
     spec = dl.workspace.read_json(dl.example_workspace())
-    split = np.cumsum(model.config.signal_nbins)[:-1]
-    parts = dict(zip(model.config.signal_regions, np.split(signal, split)))
-    pmodel = pyhf_signal_region_model(spec, parts)
-    init = pmodel.config.suggested_init()
-    bounds = pmodel.config.suggested_bounds()
-    fixed = pmodel.config.suggested_fixed()
-    data = np.asarray(data, float)
-    base = expectation.removesuffix("_asimov")
-    if base == "aposteriori":
-        data = pyhf.infer.calculators.generate_asimov_data(
-            0.0, data, pmodel, init, bounds, fixed
-        )
-    elif base == "apriori":
-        pars = np.asarray(init, float)
-        pars[pmodel.config.poi_index] = 0.0
-        data = np.concatenate([pmodel.expected_actualdata(pars), pmodel.config.auxdata])
-    if expectation.endswith("_asimov"):
-        data = pyhf.infer.calculators.generate_asimov_data(
-            0.0, data, pmodel, init, bounds, fixed
-        )
-
-    def nll(mu):
-        _, twice = pyhf.infer.mle.fixed_poi_fit(
-            mu, data, pmodel, init, bounds, fixed, return_fitted_val=True
-        )
-        return float(twice) / 2.0
-
-    return nll(0.0) - nll(1.0)
+    return pyhf_delta(spec, model.config, data, signal, expectation)
 
 
 # each expectation compiles its own kernel: these two cover every branch (the
