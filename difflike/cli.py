@@ -9,6 +9,7 @@ channel, sample, modifier or parameter at fault; a fit that did not converge mak
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import time
@@ -502,6 +503,73 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return 0 if bool(res.converged) else 1
 
 
+def _print_summary(summary, meta, out=None) -> None:
+    """The completion report of ``difflike sample``, for a person."""
+    out = out or sys.stdout
+    total = summary.n
+    print(
+        f"{total} samples in {meta['signal_regions']} "
+        f"({sum(meta['signal_nbins'])} yields), {summary.seconds:.1f} s of sampling "
+        f"({total / max(summary.seconds, 1e-9):.0f} samples/s)",
+        file=out,
+    )
+    edges = summary.coverage[next(iter(summary.coverage))]["edges"]
+    bins = [f"[{a:g},{b:g})" for a, b in itertools.pairwise(edges)]
+    rows = []
+    for e, cov in summary.coverage.items():
+        kept = total - summary.failed[e]
+        rows.append(
+            [e, kept, summary.failed[e], f"{cov['min']:.3g}", f"{cov['max']:.4g}"]
+            + cov["counts"]
+        )
+    print("\n-2 Delta per expectation (kept = converged labels):", file=out)
+    print(
+        _table(rows, ["expectation", "kept", "failed", "min", "max", *bins]), file=out
+    )
+    rows = [
+        [
+            name,
+            f"{summary.accept[name]:.2f}",
+            summary.divergences[name],
+            f"{summary.rhat.get(name, float('nan')):.3f}",
+        ]
+        for name in summary.divergences
+    ]
+    print("\nNUTS per sampled density:", file=out)
+    print(_table(rows, ["density", "accept", "divergences", "max r-hat"]), file=out)
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from difflike.errors import InputError
+    from difflike.sample import SamplerSettings, sample, summarize
+
+    if not args.signal_regions:
+        raise InputError("sampling needs --signal-regions (a signal-region model)")
+    model, data = _load(args)
+    settings = SamplerSettings(
+        chains_per_target=args.chains,
+        num_warmup=args.warmup,
+        steps_per_chunk=args.steps_per_chunk,
+        temperatures=tuple(args.temperatures),
+        explore_fraction=args.explore_fraction,
+    )
+    ds = sample(
+        model,
+        data,
+        args.n,
+        args.out,
+        settings=settings,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
+    summary = summarize(ds)
+    if args.json:
+        print(json.dumps(summary.to_json(), indent=1))
+    else:
+        _print_summary(summary, ds.meta)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     import difflike
 
@@ -560,6 +628,43 @@ def build_parser() -> argparse.ArgumentParser:
     _add_grid_args(p)
     p.add_argument("--cl", type=float, default=0.95, help="confidence level (0.95)")
     p.set_defaults(func=cmd_limit)
+
+    p = sub.add_parser(
+        "sample",
+        help="NUTS samples of signal yields, labelled with Delta, written to a folder",
+    )
+    _add_workspace_args(p)
+    p.add_argument("--n", type=int, required=True, help="number of samples")
+    p.add_argument("--out", required=True, help="dataset folder (resumed if present)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument(
+        "--chains", type=int, default=4, help="chains per density (default 4)"
+    )
+    p.add_argument(
+        "--warmup", type=int, default=200, help="warm-up transitions (default 200)"
+    )
+    p.add_argument(
+        "--steps-per-chunk",
+        type=int,
+        default=50,
+        help="transitions per chain between commits (default 50)",
+    )
+    p.add_argument(
+        "--temperatures",
+        type=float,
+        nargs="+",
+        default=[1.0, 0.25, 1 / 16, 1 / 64],
+        help="the tempering ladder beta (default 1 1/4 1/16 1/64)",
+    )
+    p.add_argument(
+        "--explore-fraction",
+        type=float,
+        default=0.2,
+        help="share of exploratory prior draws (default 0.2)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=cmd_sample)
     return parser
 
 

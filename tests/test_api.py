@@ -31,6 +31,28 @@ def test_top_level_names():
     assert sorted(dir(dl)) == sorted(dl.__all__)
 
 
+def test_sample_names():
+    import difflike.sample as sample
+
+    assert sorted(sample.__all__) == sorted(
+        [
+            "LABEL_EXPECTATIONS",
+            "SamplerSettings",
+            "Summary",
+            "Target",
+            "YieldDataset",
+            "YieldSpace",
+            "background_targets",
+            "label",
+            "load_dataset",
+            "sample",
+            "summarize",
+            "yield_space",
+        ]
+    )
+    assert sorted(dir(sample)) == sorted(sample.__all__)
+
+
 def test_error_hierarchy():
     for name in dl.errors.__all__:
         cls = getattr(dl.errors, name)

@@ -1,0 +1,159 @@
+"""Labelled yield samples per second, and the labels against pyhf's fits.
+
+Runs :func:`difflike.sample.sample` on a signal-region model: by default the
+ATLAS-SUSY-2018-04 one (SR1cut_cuts, SR2cut_cuts) when ``--likelihoods`` holds it,
+else the built-in example. The first run compiles (its time is printed apart); a
+second call extends the same dataset by ``--n`` samples and gives the warm
+throughput, split into NUTS and labelling time. The labels of ``--pyhf-check``
+random samples are then compared with pyhf 0.7's fixed-POI fits (numpy backend) of
+the equivalent pyhf model: acceptance wants ``|Δ - Δ_pyhf| <= 1e-4``.
+
+    python benchmarks/sampling_throughput.py [--analysis 2018-04|2019-08|example]
+        [--n 2000] [--pyhf-check 200] [--chains 4] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import jax
+import numpy as np
+
+import difflike as dl
+from difflike.sample import SamplerSettings, sample, summarize
+
+ROOT = Path(__file__).resolve().parents[1]
+REGIONS = {
+    "2018-04": ("ATLAS-SUSY-2018-04", ["SR1cut_cuts", "SR2cut_cuts"]),
+    "2019-08": ("ATLAS-SUSY-2019-08", ["SRLMEM_mct2", "SRMMEM_mct2", "SRHMEM_mct2"]),
+}
+
+
+def log(*args) -> None:
+    print(*args, file=sys.stderr, flush=True)
+
+
+def load(analysis: str, likelihoods: Path):
+    if analysis == "example":
+        spec = dl.workspace.read_json(dl.example_workspace())
+        return spec, *dl.load(
+            dl.example_workspace(), signal_regions=["SR_low", "SR_high"]
+        )
+    folder, regions = REGIONS[analysis]
+    path = likelihoods / folder / "BkgOnly.json"
+    spec = dl.workspace.read_json(path)
+    return spec, *dl.load(path, signal_regions=regions)
+
+
+def pyhf_check(spec, model, data, ds, n: int, seed: int = 0) -> dict:
+    """Largest |Δ - Δ_pyhf| over ``n`` random samples, per sampled expectation."""
+    sys.path.insert(0, str(ROOT))
+    from tests.conftest import pyhf_delta
+
+    rows = np.random.default_rng(seed).choice(len(ds), min(n, len(ds)), replace=False)
+    out = {}
+    for e in ("observed", "aposteriori"):
+        col = ds.expectations.index(e)
+        diffs = []
+        start = time.perf_counter()
+        for r in rows:
+            ref = pyhf_delta(spec, model.config, data, ds.signal[r], e)
+            diffs.append(abs(float(ds.delta[r, col]) - ref))
+        out[e] = {
+            "n": len(rows),
+            "max_abs_diff": float(np.max(diffs)),
+            "within_1e-4": int(np.sum(np.asarray(diffs) <= 1e-4)),
+            "pyhf_seconds_per_label": (time.perf_counter() - start) / len(rows),
+        }
+        log(
+            f"pyhf check {e}: max |diff| {out[e]['max_abs_diff']:.2e} "
+            f"({out[e]['within_1e-4']}/{len(rows)} within 1e-4)"
+        )
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--likelihoods", type=Path, default=ROOT.parent / "shared" / "likelihoods"
+    )
+    parser.add_argument(
+        "--analysis", default=None, choices=("2018-04", "2019-08", "example")
+    )
+    parser.add_argument("--n", type=int, default=2000)
+    parser.add_argument("--chains", type=int, default=4)
+    parser.add_argument("--steps-per-chunk", type=int, default=50)
+    parser.add_argument("--pyhf-check", type=int, default=0)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    analysis = args.analysis or (
+        "2018-04" if (args.likelihoods / "ATLAS-SUSY-2018-04").is_dir() else "example"
+    )
+    spec, model, data = load(analysis, args.likelihoods)
+    settings = SamplerSettings(
+        chains_per_target=args.chains, steps_per_chunk=args.steps_per_chunk
+    )
+    log(
+        f"{analysis}: {model.config.npars} parameters, {model.config.nsignal} yields, "
+        f"{settings.nchains} chains, chunks of {settings.chunk_size}"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        sample(model, data, args.n, tmp, settings=settings)
+        cold = time.perf_counter() - start
+        first = len(json.loads((Path(tmp) / "dataset.json").read_text())["chunks"])
+        start = time.perf_counter()
+        ds = sample(model, data, 2 * args.n, tmp, settings=settings)
+        warm = time.perf_counter() - start
+        chunks = ds.meta["chunks"][first:]
+        n_warm = sum(c["n"] for c in chunks)
+        nuts = sum(c["nuts_seconds"] for c in chunks)
+        labels = sum(c["label_seconds"] for c in chunks)
+        leapfrogs = sum(c["leapfrog_steps"] for c in chunks)
+        summary = summarize(ds)
+        result = {
+            "analysis": analysis,
+            "device": jax.devices()[0].device_kind,
+            "platform": platform.machine(),
+            "date": date.today().isoformat(),
+            "jax": jax.__version__,
+            "nchains": settings.nchains,
+            "cold_seconds": cold,
+            "cold_samples": args.n,
+            "warm_samples": n_warm,
+            "warm_seconds": warm,
+            "samples_per_second": n_warm / warm,
+            "nuts_seconds": nuts,
+            "label_seconds": labels,
+            "labels_per_second": n_warm * len(ds.expectations) / labels,
+            "leapfrog_steps_per_nuts_sample": leapfrogs
+            / max(1, n_warm - int((ds.target[-n_warm:] < 0).sum())),
+            "failed": summary.failed,
+            "coverage": {e: [c["min"], c["max"]] for e, c in summary.coverage.items()},
+            "divergences": summary.divergences,
+            "rhat": summary.rhat,
+        }
+        if args.pyhf_check:
+            result["pyhf_check"] = pyhf_check(spec, model, data, ds, args.pyhf_check)
+    print(
+        f"{analysis} on {result['device']}: cold {args.n} samples in {cold:.1f} s; "
+        f"warm {n_warm} samples in {warm:.1f} s = "
+        f"{result['samples_per_second']:.1f} labelled samples/s "
+        f"(NUTS {nuts:.1f} s, {result['leapfrog_steps_per_nuts_sample']:.1f} "
+        f"leapfrog steps per sample; labels {labels:.1f} s for "
+        f"{len(ds.expectations)} expectations)"
+    )
+    print(json.dumps(result, indent=1))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

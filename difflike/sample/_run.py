@@ -1,0 +1,502 @@
+"""``difflike.sample.sample``: NUTS over signal yields, labelled, written to disk.
+
+The run, chunk by chunk (each chunk committed atomically, see
+:mod:`difflike.sample._dataset`):
+
+1. the expectations' data sets and background-only fits (:mod:`._label`), the
+   yield space (bounds and scales from the post-fit background);
+2. one group of chains per sampled expectation and temperature
+   (:mod:`._target`, :mod:`._nuts`), all in one vectorised NUTS program, warmed up
+   and their state saved;
+3. per chunk: ``steps_per_chunk`` transitions of every chain, plus exploratory
+   draws from the prior, all labelled with :math:`\\Delta_e` for every expectation;
+4. a summary: counts, failures, NUTS diagnostics and the coverage of
+   :math:`-2\\Delta` per expectation (:func:`summarize`).
+
+A run started again on the same folder with the same settings resumes after the
+last committed chunk, from the saved state of the chains, and produces the same
+samples an uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from difflike._version import __version__
+from difflike.errors import InputError
+from difflike.histfactory import Model
+from difflike.sample import _dataset
+from difflike.sample._label import background_targets, label
+from difflike.sample._nuts import (
+    init_chains,
+    run_chains,
+    state_from_arrays,
+    state_to_arrays,
+)
+from difflike.sample._target import (
+    PRIOR_DF,
+    Target,
+    YieldSpace,
+    from_unconstrained,
+    to_unconstrained,
+)
+
+__all__ = ["SamplerSettings", "sample", "summarize", "yield_space"]
+
+#: the expectations labelled by default: the data, the background-only expectation,
+#: and the Asimov data the asymptotic formulas build from each
+LABEL_EXPECTATIONS = (
+    "observed",
+    "aposteriori",
+    "observed_asimov",
+    "aposteriori_asimov",
+)
+
+
+@dataclass(frozen=True)
+class SamplerSettings:
+    """How :func:`sample` draws and labels (stored in the dataset's sidecar).
+
+    Attributes:
+        expectations: the expectations every sample is labelled with.
+        sampled: the expectations whose tempered likelihoods NUTS samples.
+        temperatures: the ladder of :math:`\\beta` (one chain group each, per
+            sampled expectation).
+        chains_per_target: chains per (expectation, temperature).
+        num_warmup: adaptation transitions per chain (rounded up to whole chunks).
+        steps_per_chunk: transitions per chain between two commits.
+        explore_fraction: share of exploratory prior draws among all samples.
+        prior_width: the prior's width in units of each bin's yield scale.
+        lower_margin: negative yields reach ``-(1 - lower_margin)`` times the
+            post-fit background of their bin.
+        max_tree_depth: NUTS's tree-depth cap.
+        target_accept: NUTS's target acceptance probability.
+        label_batch: yields per labelling call.
+    """
+
+    expectations: tuple[str, ...] = LABEL_EXPECTATIONS
+    sampled: tuple[str, ...] = ("observed", "aposteriori")
+    temperatures: tuple[float, ...] = (1.0, 0.25, 1 / 16, 1 / 64)
+    chains_per_target: int = 4
+    num_warmup: int = 200
+    steps_per_chunk: int = 50
+    explore_fraction: float = 0.2
+    prior_width: float = 10.0
+    lower_margin: float = 0.05
+    max_tree_depth: int = 6
+    target_accept: float = 0.8
+    label_batch: int = 1024
+
+    def __post_init__(self) -> None:
+        for name in ("chains_per_target", "num_warmup", "steps_per_chunk"):
+            if getattr(self, name) < 1:
+                raise InputError(f"{name} must be at least 1", got=getattr(self, name))
+        if not 0.0 <= self.explore_fraction < 1.0:
+            raise InputError(
+                "explore_fraction must lie in [0, 1)", got=self.explore_fraction
+            )
+        if not self.temperatures or min(self.temperatures) <= 0:
+            raise InputError(
+                "temperatures must be positive", got=list(self.temperatures)
+            )
+        for e in self.sampled:
+            if e not in self.expectations:
+                raise InputError(
+                    "a sampled expectation must also be labelled",
+                    got=e,
+                    expected=", ".join(self.expectations),
+                )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            k: list(v) if isinstance(v, tuple) else v
+            for k, v in dataclasses.asdict(self).items()
+        }
+
+    @property
+    def nchains(self) -> int:
+        return len(self.sampled) * len(self.temperatures) * self.chains_per_target
+
+    @property
+    def warmup_chunks(self) -> int:
+        return -(-self.num_warmup // self.steps_per_chunk)
+
+    @property
+    def explore_per_chunk(self) -> int:
+        nuts = self.nchains * self.steps_per_chunk
+        return round(nuts * self.explore_fraction / (1.0 - self.explore_fraction))
+
+    @property
+    def chunk_size(self) -> int:
+        return self.nchains * self.steps_per_chunk + self.explore_per_chunk
+
+
+def yield_space(model: Model, targets: Target, settings: SamplerSettings) -> YieldSpace:
+    """Bounds and scales of the yields from the observed background-only fit."""
+    main = model.expected_actualdata(targets.init[0], jnp.zeros(model.config.nsignal))
+    b = jnp.maximum(main[jnp.asarray(model.signal_bins)], 0.0)
+    return YieldSpace(
+        lower=-(1.0 - settings.lower_margin) * b,
+        scale=jnp.sqrt(jnp.maximum(b, 1.0)),
+        prior_width=jnp.asarray(settings.prior_width, jnp.float64),
+    )
+
+
+def _prior_draws(space: YieldSpace, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` independent draws from the prior (truncated at the lower bounds)."""
+    width = np.asarray(space.prior_width * space.scale)
+    lower = np.asarray(space.lower)
+    out = np.empty((n, len(width)))
+    todo = np.ones(out.shape, bool)
+    while todo.any():
+        draw = width * rng.standard_t(PRIOR_DF, size=out.shape)
+        out = np.where(todo, draw, out)
+        todo = out <= lower
+    return out
+
+
+def _header(model, settings, seed, space, target_list, requested) -> dict[str, Any]:
+    config = model.config
+    columns = [
+        f"{name}[{b}]"
+        for name, n in zip(config.signal_regions, config.signal_nbins)
+        for b in range(n)
+    ]
+    return {
+        "format": _dataset.FORMAT,
+        "version": _dataset.VERSION,
+        "difflike": __version__,
+        "workspace": {"source": str(config.source), "sha256": str(config.digest)},
+        "signal_regions": list(config.signal_regions),
+        "signal_nbins": list(config.signal_nbins),
+        "columns": columns,
+        "expectations": list(settings.expectations),
+        "targets": target_list,
+        "space": {
+            "lower": np.asarray(space.lower).tolist(),
+            "scale": np.asarray(space.scale).tolist(),
+            "prior_width": float(space.prior_width),
+            "prior_df": PRIOR_DF,
+        },
+        "settings": settings.to_json(),
+        "seed": int(seed),
+        "requested": int(requested),
+        "chunks": [],
+        "warmup": False,
+        "complete": False,
+    }
+
+
+_FIXED_KEYS = (
+    "format",
+    "version",
+    "workspace",
+    "signal_regions",
+    "signal_nbins",
+    "expectations",
+    "targets",
+    "settings",
+    "seed",
+)
+
+
+def _check_resumable(old: dict[str, Any], new: dict[str, Any], folder: Path) -> None:
+    for key in _FIXED_KEYS:
+        if old.get(key) != new.get(key):
+            raise InputError(
+                f"{folder} holds a dataset made with another {key!r}; use a new "
+                "folder, or the same settings to resume it",
+                file=str(folder / _dataset.SIDECAR),
+                got=old.get(key),
+                expected=new.get(key),
+            )
+
+
+def sample(
+    model: Model,
+    data,
+    n: int,
+    out: str | os.PathLike,
+    *,
+    settings: SamplerSettings | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    callback: Callable[[int, int], None] | None = None,
+) -> _dataset.YieldDataset:
+    """Sample signal yields with NUTS, label them, and write them to ``out``.
+
+    Args:
+        model: a signal-region model (``difflike.load(..., signal_regions=...)``).
+        data: its observed data, ``(ndata,)``.
+        n: samples to produce (NUTS and exploratory draws together).
+        out: the dataset folder; created if missing, resumed if it holds a run with
+            the same settings (and extended when ``n`` grew).
+        settings: :class:`SamplerSettings` (defaults as documented there).
+        seed: the run's seed; the same seed gives the same samples.
+        progress: show a progress bar on standard error.
+        callback: called as ``callback(chunk_index, rows_done)`` after each chunk
+            is committed.
+
+    Returns:
+        The dataset (:class:`~difflike.sample.YieldDataset`).
+
+    Raises:
+        InputError: the model has no signal regions, ``n`` is not positive, or
+            ``out`` holds a dataset made with other settings.
+    """
+    settings = settings or SamplerSettings()
+    config = model.config
+    if not config.nsignal or config.poi_index is None:
+        raise InputError(
+            "sampling needs a signal-region model: load the workspace with "
+            "signal_regions=[...]",
+            file=str(config.source),
+        )
+    if config.batch_shape:
+        raise InputError(
+            "sampling takes one model, not a grid of points", got=config.batch_shape
+        )
+    if n < 1:
+        raise InputError("the number of samples must be positive", got=n)
+    data = model._data(data, config.ndata, "data")
+    if data.ndim != 1:
+        raise InputError("sampling takes one data set", got=tuple(data.shape))
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+
+    labels, column, base_ok = background_targets(model, data, settings.expectations)
+    space = yield_space(model, labels, settings)
+    # the sampled densities: one per (expectation, temperature), chains per target
+    target_list = [
+        {"expectation": e, "beta": float(beta)}
+        for e in settings.sampled
+        for beta in settings.temperatures
+    ]
+    index = [
+        int(column[settings.expectations.index(t["expectation"])]) for t in target_list
+    ]
+    per_chain = np.repeat(np.asarray(index), settings.chains_per_target)
+    betas = np.repeat([t["beta"] for t in target_list], settings.chains_per_target)
+    chains = Target(
+        data=labels.data[per_chain],
+        init=labels.init[per_chain],
+        nll0=labels.nll0[per_chain],
+        beta=jnp.asarray(betas),
+    )
+    header = _header(model, settings, seed, space, target_list, n)
+    meta = _dataset.read_sidecar(folder)
+    if meta is None:
+        meta = header
+    else:
+        _check_resumable(meta, header, folder)
+        meta["requested"] = max(int(n), int(meta["requested"]))
+        meta["complete"] = False
+
+    kw = dict(
+        num_warmup=settings.warmup_chunks * settings.steps_per_chunk,
+        max_tree_depth=settings.max_tree_depth,
+        target_accept=settings.target_accept,
+    )
+    key = jax.random.key(seed)
+    nc = settings.nchains
+    # chains start near zero signal, spread over a fraction of a yield scale
+    start_key, chain_key = jax.random.split(key)
+    s0 = jnp.maximum(
+        0.3 * space.scale * jax.random.normal(start_key, (nc, config.nsignal)),
+        0.5 * space.lower,
+    )
+    state = init_chains(
+        model,
+        space,
+        chains,
+        to_unconstrained(s0, space),
+        jax.random.split(chain_key, nc),
+        **kw,
+    )
+    done = sum(c["n"] for c in meta["chunks"])
+    bar = _progress(progress, meta["requested"], done, nc)
+    try:
+        if not meta["warmup"]:
+            bar.set_description("warm-up")
+            for _ in range(settings.warmup_chunks):
+                state, _ = run_chains(
+                    model, space, chains, state, nsteps=settings.steps_per_chunk, **kw
+                )
+            _dataset.write_npz(folder / "warmup.npz", state_to_arrays(state))
+            meta["warmup"] = True
+            _dataset.write_sidecar(folder, meta)
+        if meta["chunks"]:
+            last = _dataset.read_chunk(folder, meta["chunks"][-1])
+        else:
+            with np.load(folder / "warmup.npz") as f:
+                last = {k: f[k] for k in f.files}
+        state = state_from_arrays(state, last)
+        bar.set_description("sampling")
+        while done < meta["requested"]:
+            k = len(meta["chunks"])
+            t0 = time.perf_counter()
+            state, stats = run_chains(
+                model, space, chains, state, nsteps=settings.steps_per_chunk, **kw
+            )
+            s_nuts = np.asarray(from_unconstrained(stats.z, space))
+            t1 = time.perf_counter()
+            steps = settings.steps_per_chunk
+            rng = np.random.default_rng([seed, k])
+            s_explore = _prior_draws(space, settings.explore_per_chunk, rng)
+            signal = np.concatenate([s_nuts.reshape(-1, config.nsignal), s_explore])
+            ne = len(s_explore)
+            chain_ids = np.repeat(np.arange(nc), steps)
+            rows = {
+                "signal": signal,
+                "target": np.concatenate(
+                    [
+                        np.repeat(np.arange(nc) // settings.chains_per_target, steps),
+                        -np.ones(ne, np.int64),
+                    ]
+                ),
+                "chain": np.concatenate([chain_ids, -np.ones(ne, np.int64)]),
+                "step": np.concatenate(
+                    [np.tile(k * steps + np.arange(steps), nc), np.full(ne, k * steps)]
+                ),
+                "diverging": np.concatenate(
+                    [np.asarray(stats.diverging).reshape(-1), np.zeros(ne, bool)]
+                ),
+                "accept_prob": np.concatenate(
+                    [np.asarray(stats.accept_prob).reshape(-1), np.ones(ne)]
+                ),
+            }
+            rows["delta"], rows["nll"], rows["converged"] = label(
+                model,
+                labels,
+                column,
+                signal,
+                base_ok,
+                batch_size=settings.label_batch,
+            )
+            t2 = time.perf_counter()
+            keep = min(len(signal), meta["requested"] - done)
+            rows = {name: v[:keep] for name, v in rows.items()}
+            name = f"chunk-{k:05d}.npz"
+            digest = _dataset.write_npz(
+                folder / name, {**rows, **state_to_arrays(state)}
+            )
+            meta["chunks"].append(
+                {
+                    "file": name,
+                    "n": keep,
+                    "sha256": digest,
+                    "seconds": time.perf_counter() - t0,
+                    "nuts_seconds": t1 - t0,
+                    "label_seconds": t2 - t1,
+                    "leapfrog_steps": int(np.asarray(stats.num_steps).sum()),
+                }
+            )
+            done += keep
+            _dataset.write_sidecar(folder, meta)
+            bar.update(keep)
+            if callback is not None:
+                callback(k, done)
+        meta["complete"] = True
+        _dataset.write_sidecar(folder, meta)
+    finally:
+        bar.close()
+    return _dataset.load_dataset(folder)
+
+
+def _progress(enabled: bool, total: int, initial: int, nchains: int):
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=total,
+        initial=initial,
+        unit="samples",
+        disable=not enabled,
+        file=sys.stderr,
+        dynamic_ncols=True,
+        postfix={"chains": nchains},
+    )
+
+
+@dataclass
+class Summary:
+    """What :func:`summarize` reports of a dataset."""
+
+    n: int
+    failed: dict[str, int]
+    seconds: float
+    divergences: dict[str, int] = field(default_factory=dict)
+    rhat: dict[str, float] = field(default_factory=dict)
+    accept: dict[str, float] = field(default_factory=dict)
+    coverage: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+#: edges of the -2 Delta histogram in the summary
+EDGES = (-np.inf, 0.0, 1.0, 4.0, 10.0, 30.0, 100.0, 1000.0, np.inf)
+
+
+def summarize(dataset: _dataset.YieldDataset) -> Summary:
+    """Counts, failures, NUTS diagnostics and coverage of a dataset.
+
+    * ``failed``: labels whose fit did not converge, per expectation (kept out of
+      training by :meth:`~difflike.sample.YieldDataset.labels`);
+    * ``divergences``, ``accept`` and ``rhat`` per sampled density: divergent
+      transitions, mean acceptance, and the largest split-:math:`\\hat R` over the
+      yield components across that density's chains;
+    * ``coverage`` per expectation: the histogram of :math:`-2\\Delta` over
+      :data:`EDGES`, its minimum and maximum, and how many samples lie inside the
+      68% and 95% CL regions around the best sample (:math:`-2\\Delta` within the
+      :math:`\\chi^2_N` quantile of the minimum): the best-fit-like points.
+    """
+    from numpyro.diagnostics import split_gelman_rubin
+    from scipy.stats import chi2
+
+    meta = dataset.meta
+    failed = {
+        e: int((~dataset.converged[:, i]).sum())
+        for i, e in enumerate(dataset.expectations)
+    }
+    seconds = float(sum(c.get("seconds", 0.0) for c in meta["chunks"]))
+    out = Summary(n=len(dataset), failed=failed, seconds=seconds)
+    for t, target in enumerate(meta["targets"]):
+        name = f"{target['expectation']}@beta={target['beta']:.4g}"
+        mask = dataset.target == t
+        out.divergences[name] = int(dataset.diverging[mask].sum())
+        out.accept[name] = (
+            float(dataset.accept_prob[mask].mean()) if mask.any() else 0.0
+        )
+        chains = np.unique(dataset.chain[mask])
+        draws = [dataset.signal[mask & (dataset.chain == c)] for c in chains]
+        length = min((len(d) for d in draws), default=0)
+        if len(draws) > 1 and length >= 4:
+            x = np.stack([d[:length] for d in draws])
+            out.rhat[name] = float(np.max(split_gelman_rubin(x)))
+    nsig = dataset.signal.shape[1]
+    for i, e in enumerate(dataset.expectations):
+        ok = dataset.converged[:, i]
+        q = -2.0 * dataset.delta[ok, i]
+        counts, _ = np.histogram(q, bins=np.asarray(EDGES))
+        # relative to the best sample: inside the 68% and 95% CL regions of N yields
+        rel = q - q.min() if len(q) else q
+        out.coverage[e] = {
+            "edges": [float(x) for x in EDGES],
+            "counts": counts.tolist(),
+            "min": float(q.min()) if len(q) else float("nan"),
+            "max": float(q.max()) if len(q) else float("nan"),
+            "inside_68": int((rel <= chi2.ppf(0.68, nsig)).sum()),
+            "inside_95": int((rel <= chi2.ppf(0.95, nsig)).sum()),
+        }
+    return out

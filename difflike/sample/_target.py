@@ -1,0 +1,150 @@
+r"""The densities over signal yields that the sampler draws from.
+
+A signal-region model with :math:`N` signal bins has a profiled likelihood of the
+signal yields :math:`s \in \mathbb{R}^N` for each expectation :math:`e` (observed,
+aposteriori, ...; see :mod:`difflike.infer._delta`):
+
+.. math::
+
+    \Delta_e(s) = \ln L_e(s;\ \hat{\hat\theta}(s)) - \ln L_e(0;\ \hat{\hat\theta}(0)).
+
+A surrogate must learn :math:`\Delta_e` wherever inference will ask for it: near its
+maximum (best-fit-like yields, where :math:`\hat\mu` is found), through the 68% and
+95% CL contours (where limits are found), and well beyond exclusion, in every
+direction of yield space, positive and negative. No single density does that, so
+the sampler runs a *ladder of tempered likelihoods*, one group of chains per
+expectation and temperature :math:`\beta`:
+
+.. math::
+
+    \log p_{e,\beta}(s) = \beta\,\Delta_e(s) + \log\pi(s),
+    \qquad s_i > \ell_i.
+
+With :math:`\beta = 1` the samples follow the likelihood itself: :math:`-2\Delta`
+of the samples is roughly :math:`\chi^2_N`-distributed around the best fit, which
+places them densely where :math:`\hat\mu` and the 68% contour are decided. A
+temperature :math:`\beta` widens the cloud by :math:`1/\sqrt\beta` in every
+direction, so :math:`-2\Delta \approx \chi^2_N/\beta`: the default ladder
+``(1, 1/4, 1/16, 1/64)`` reaches :math:`-2\Delta` of a few hundred, far past the
+95% CL contour (:math:`-2\Delta \approx 4`), while every rung still follows the
+likelihood's own shape (its correlations between bins, its asymmetry between
+positive and negative yields). Mixed in are *exploratory draws*, independent draws
+from the broad prior alone, which reach the yields of strongly excluded signals
+that no rung visits often.
+
+The prior :math:`\pi` is a product of Student-t densities (3 degrees of freedom)
+centred on zero with width ``prior_width`` times the bin's yield scale
+:math:`\sigma_i = \sqrt{\max(b_i, 1)}` (:math:`b_i` the post-fit background of the
+bin). It keeps the hot rungs proper where the likelihood flattens and is otherwise
+negligible. Negative yields are allowed down to :math:`\ell_i = -(1 - \epsilon)
+b_i`, where the bin's expected count would vanish; NUTS runs in unconstrained
+coordinates :math:`z` with :math:`s = \ell + \sigma\,\mathrm{softplus}(z)`, linear
+for large yields and with the Jacobian included in the density.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax.scipy import stats
+from jaxtyping import Array, Float
+
+from difflike._pytree import pytree_dataclass
+from difflike.fit._api import MAX_ITER, TOL, _fit_one
+
+__all__ = [
+    "Target",
+    "YieldSpace",
+    "from_unconstrained",
+    "log_prior",
+    "potential",
+    "to_unconstrained",
+]
+
+#: degrees of freedom of the prior's Student-t factors
+PRIOR_DF = 3.0
+
+
+@pytree_dataclass
+class YieldSpace:
+    """Where signal yields live, and their natural scale.
+
+    Attributes:
+        lower: smallest allowed yield per signal bin, ``(nsignal,)`` (negative).
+        scale: yield scale per signal bin, :math:`\\sqrt{\\max(b, 1)}` of the
+            post-fit background ``b``, ``(nsignal,)``.
+        prior_width: the prior's width in units of ``scale``, ``()``.
+    """
+
+    lower: Float[Array, " nsignal"]
+    scale: Float[Array, " nsignal"]
+    prior_width: Float[Array, ""]
+
+
+@pytree_dataclass
+class Target:
+    """One tempered density :math:`\\beta\\,\\Delta_e(s) + \\log\\pi(s)` (module doc).
+
+    Attributes:
+        data: the expectation's data set, main bins then auxiliary data, ``(ndata,)``.
+        init: the background-only fit to ``data`` (where fits start), ``(npars,)``.
+        nll0: the background-only ``-ln L`` (the reference of :math:`\\Delta`), ``()``.
+        beta: the temperature :math:`\\beta`, ``()``.
+    """
+
+    data: Float[Array, " ndata"]
+    init: Float[Array, " npars"]
+    nll0: Float[Array, ""]
+    beta: Float[Array, ""]
+
+
+def from_unconstrained(z: Float[Array, "*b nsignal"], space: YieldSpace) -> Array:
+    """Yields from unconstrained coordinates: :math:`s = \\ell + \\sigma\\,
+    \\mathrm{softplus}(z)`, same shape as ``z``."""
+    return space.lower + space.scale * jax.nn.softplus(z)
+
+
+def to_unconstrained(s: Float[Array, "*b nsignal"], space: YieldSpace) -> Array:
+    """The inverse of :func:`from_unconstrained`; ``s`` must exceed ``space.lower``."""
+    u = (s - space.lower) / space.scale
+    return u + jnp.log(-jnp.expm1(-u))  # softplus^{-1}(u), stable for large u
+
+
+def log_prior(s: Float[Array, "*b nsignal"], space: YieldSpace) -> Array:
+    """:math:`\\log\\pi(s)` up to a constant, ``(*b,)``."""
+    width = space.prior_width * space.scale
+    return jnp.sum(stats.t.logpdf(s / width, PRIOR_DF), axis=-1)
+
+
+def delta_at(model, target: Target, s, *, tol=TOL, max_iter=MAX_ITER):
+    """``(delta, nll, status)`` of one yield vector against one target's data.
+
+    The fit at :math:`\\mu = 1` starts from the background-only fit (``target.init``),
+    which is close to the optimum for the yields that matter.
+    """
+    _, value, status, _ = _fit_one(
+        model,
+        target.data,
+        s,
+        jnp.ones(()),
+        target.init,
+        fix_poi=True,
+        tol=tol,
+        max_iter=max_iter,
+    )
+    return target.nll0 - value, value, status
+
+
+def potential(z: Float[Array, " nsignal"], model, target: Target, space: YieldSpace):
+    """NUTS's potential energy :math:`-\\log p(s(z)) - \\log|ds/dz|`, ``()``.
+
+    Infinite where the fit fails (yields so negative that a rate is not positive),
+    which NUTS treats as a divergence and steps away from. Its gradient is the
+    profiled likelihood's (envelope theorem): no derivative of the fit's iterations.
+    """
+    s = from_unconstrained(z, space)
+    delta, _, status = delta_at(model, target, s)
+    log_jac = jnp.sum(jnp.log(space.scale) + jax.nn.log_sigmoid(z))
+    logp = target.beta * delta + log_prior(s, space) + log_jac
+    ok = (status <= 2) & jnp.isfinite(logp)
+    return jnp.where(ok, -logp, jnp.inf)

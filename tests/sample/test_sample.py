@@ -1,0 +1,238 @@
+"""NUTS over signal yields on the built-in example: labels, coverage, resumable disk."""
+
+from __future__ import annotations
+
+import json
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import difflike as dl
+from difflike.errors import InputError
+from difflike.sample import (
+    SamplerSettings,
+    YieldSpace,
+    background_targets,
+    label,
+    load_dataset,
+    sample,
+    summarize,
+)
+from difflike.sample._target import from_unconstrained, to_unconstrained
+from tests.conftest import pyhf_delta
+
+REGIONS = ["SR_low", "SR_high"]
+# small enough for CI: 8 chains x 25 transitions + 50 exploratory draws per chunk
+# (NumPyro's adaptation needs a few tens of warm-up transitions)
+SETTINGS = SamplerSettings(
+    temperatures=(1.0, 1 / 16), chains_per_target=2, num_warmup=50, steps_per_chunk=25
+)
+N = 600  # two full chunks and a partial one
+
+# one worker: every test reuses the compiled sampler and labeller
+pytestmark = pytest.mark.xdist_group("sample-example")
+
+
+@pytest.fixture(scope="module")
+def sr():
+    return dl.load(dl.example_workspace(), signal_regions=REGIONS)
+
+
+@pytest.fixture(scope="module")
+def dataset(sr, tmp_path_factory):
+    model, data = sr
+    return sample(
+        model,
+        data,
+        N,
+        tmp_path_factory.mktemp("ds"),
+        settings=SETTINGS,
+        seed=3,
+        progress=False,
+    )
+
+
+def test_unconstrained_round_trip():
+    space = YieldSpace(
+        lower=jnp.array([-5.0, -0.5]), scale=jnp.array([2.0, 1.0]), prior_width=10.0
+    )
+    s = jnp.array([[-4.9, -0.4], [0.0, 0.0], [300.0, 7.0]])
+    z = to_unconstrained(s, space)
+    assert np.allclose(from_unconstrained(z, space), s, rtol=1e-12, atol=1e-12)
+
+
+def test_dataset_layout(dataset, sr):
+    model, _ = sr
+    assert len(dataset) == N
+    assert dataset.signal.shape == (N, model.config.nsignal)
+    assert dataset.delta.shape == (N, 4) and dataset.converged.all()
+    meta = dataset.meta
+    assert meta["complete"] and meta["requested"] == N
+    assert meta["workspace"]["sha256"] == model.config.digest
+    assert meta["signal_regions"] == list(model.config.signal_regions)
+    assert meta["columns"] == ["SR_low[0]", "SR_low[1]", "SR_high[0]", "SR_high[1]"]
+    assert meta["expectations"] == list(SETTINGS.expectations)
+    assert meta["seed"] == 3 and meta["settings"]["chains_per_target"] == 2
+    assert [c["n"] for c in meta["chunks"]] == [250, 250, 100]
+    # every sampled density contributed, and the exploratory draws are there
+    assert set(np.unique(dataset.target)) == set(range(-1, len(meta["targets"])))
+    lower = np.asarray(meta["space"]["lower"])
+    assert np.all(dataset.signal > lower)
+
+
+def test_labels_are_delta(dataset, sr):
+    """The labels are difflike.delta of each expectation (warm starts change nothing)."""
+    model, data = sr
+    rows = np.arange(0, N, 25)
+    for col, e in enumerate(dataset.expectations):
+        ref = dl.delta(model, data, dataset.signal[rows], expectation=e)
+        assert np.allclose(dataset.delta[rows, col], ref, rtol=0, atol=1e-8), e
+    # pyhf's Asimov data at mu = 0 are the a-posteriori expectation
+    assert np.array_equal(dataset.delta[:, 1], dataset.delta[:, 2])
+
+
+@pytest.mark.slow
+def test_labels_match_pyhf(dataset, sr):
+    """20 samples' labels against pyhf's fixed-POI fits on the same data: the data
+    and for 'aposteriori' difflike's expectation data (built as pyhf builds its
+    Asimov data; compared with pyhf's in tests/infer/test_delta.py)."""
+    model, data = sr
+    spec = dl.workspace.read_json(dl.example_workspace())
+    rows = np.random.default_rng(0).choice(N, 20, replace=False)
+    for col, e in ((0, "observed"), (1, "aposteriori")):
+        data_e = dl.infer.expectation_data(model, data, e)
+        for r in rows[: 20 if e == "observed" else 8]:
+            ref = pyhf_delta(spec, model.config, data_e, dataset.signal[r], "observed")
+            assert dataset.delta[r, col] == pytest.approx(ref, abs=1e-4), (e, r)
+
+
+def test_coverage_and_diagnostics(dataset):
+    summary = summarize(dataset)
+    assert summary.n == N and not any(summary.failed.values())
+    for e, cov in summary.coverage.items():
+        assert cov["max"] >= 10.0, e  # well beyond the 95% CL contour
+        # and best-fit-like points: inside the 68% CL region of the best sample
+        assert cov["inside_68"] >= 0.02 * N, e
+        assert sum(cov["counts"]) == N
+    nuts = N - int((dataset.target < 0).sum())
+    assert sum(summary.divergences.values()) <= 0.05 * nuts
+    assert all(0.5 < a <= 1.0 for a in summary.accept.values())
+    # short chains: r-hat is rough, but a stuck or split chain shows far above this
+    assert max(summary.rhat.values()) < 1.5
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_interrupted_run_resumes_identically(dataset, sr, tmp_path):
+    model, data = sr
+
+    def stop_after_first(chunk, done):
+        if chunk == 0:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        sample(
+            model,
+            data,
+            N,
+            tmp_path,
+            settings=SETTINGS,
+            seed=3,
+            progress=False,
+            callback=stop_after_first,
+        )
+    meta = json.loads((tmp_path / "dataset.json").read_text())
+    assert len(meta["chunks"]) == 1 and not meta["complete"]
+    # a kill while the next chunk was being written leaves a partial, unlisted file
+    (tmp_path / "chunk-00001.npz").write_bytes(b"partial")
+    resumed = sample(
+        model, data, N, tmp_path, settings=SETTINGS, seed=3, progress=False
+    )
+    assert len(resumed) == len(dataset) == N
+    for name in ("signal", "delta", "converged", "target", "chain", "step"):
+        assert np.array_equal(getattr(resumed, name), getattr(dataset, name)), name
+    # asking for more extends the same dataset
+    more = sample(
+        model, data, N + 50, tmp_path, settings=SETTINGS, seed=3, progress=False
+    )
+    assert len(more) == N + 50
+    assert np.array_equal(more.signal[:N], dataset.signal)
+
+
+def test_other_settings_refuse_to_resume(dataset, sr, tmp_path):
+    model, data = sr
+    sample(model, data, 10, tmp_path, settings=SETTINGS, seed=3, progress=False)
+    with pytest.raises(InputError, match="seed"):
+        sample(model, data, 10, tmp_path, settings=SETTINGS, seed=4, progress=False)
+
+
+def test_damaged_chunk_is_reported(dataset, tmp_path):
+    import shutil
+
+    folder = tmp_path / "copy"
+    shutil.copytree(dataset.folder, folder)
+    chunk = folder / dataset.meta["chunks"][0]["file"]
+    chunk.write_bytes(chunk.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(InputError, match="digest"):
+        load_dataset(folder)
+
+
+def test_bad_inputs(sr, tmp_path):
+    model, data = sr
+    full, fdata = dl.load(
+        dl.example_workspace(), patchset=dl.example_patchset(), point="sig_300_100"
+    )
+    with pytest.raises(InputError, match="signal-region model"):
+        sample(full, fdata, 10, tmp_path)
+    with pytest.raises(InputError, match="positive"):
+        sample(model, data, 0, tmp_path)
+    with pytest.raises(InputError, match="explore_fraction"):
+        SamplerSettings(explore_fraction=1.0)
+    with pytest.raises(InputError, match="sampled expectation"):
+        SamplerSettings(sampled=("apriori",))
+    with pytest.raises(InputError, match="no dataset"):
+        load_dataset(tmp_path / "nothing")
+
+
+def test_labeller_shares_identical_data(sr, dataset):
+    model, data = sr
+    targets, column, ok = background_targets(model, data, SETTINGS.expectations)
+    # observed_asimov is aposteriori: three distinct data sets for four expectations
+    assert targets.data.shape[0] == 3 and list(column) == [0, 1, 1, 2] and ok.all()
+    zero = np.zeros((3, 4))
+    d, _, conv = label(model, targets, column, np.concatenate([zero, dataset.signal]))
+    assert d.shape == (N + 3, 4) and conv.all()
+    assert np.allclose(d[:3], 0.0, atol=1e-9)  # no signal: Δ = 0 exactly
+    np.testing.assert_array_equal(d[3:], dataset.delta)  # labels reproduce
+
+
+def _sample_refs():
+    import gzip
+
+    from tests.conftest import FIXTURES
+
+    path = FIXTURES / "sample_pyhf_refs.json.gz"
+    with gzip.open(path, "rt") as f:
+        return json.load(f)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("analysis", ["ATLAS-SUSY-2018-04", "ATLAS-SUSY-2019-08"])
+def test_atlas_labels_match_pyhf(likelihoods, analysis):
+    """The labeller on 20 yield vectors per analysis (from negative yields near the
+    lower bound to strongly excluded ones) against pyhf's fixed-POI fits on the same
+    data (tests/fixtures/make_sample_refs.py): within 1e-4."""
+    ref = _sample_refs()["analyses"][analysis]
+    model, data = dl.load(
+        likelihoods / analysis / "BkgOnly.json", signal_regions=ref["signal_regions"]
+    )
+    expectations = ("observed", "aposteriori")
+    targets, column, ok = background_targets(model, data, expectations)
+    signal = np.asarray(ref["signal"])
+    delta, _, conv = label(model, targets, column, signal, ok)
+    assert conv.all()
+    for col, e in enumerate(expectations):
+        np.testing.assert_allclose(delta[:, col], ref["delta"][e], rtol=0, atol=1e-4)
