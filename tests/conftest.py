@@ -65,11 +65,12 @@ def pyhf_example_point(point: str):
 
 def pyhf_signal_region_model(spec: dict, signal: dict[str, np.ndarray]):
     """pyhf's model of ``spec`` with a sample ``signal`` (yields per channel, scaled
-    by the normfactor ``mu``) added: the equivalent of a difflike signal-region model."""
+    by the measurement's POI as a normfactor) added: the equivalent of a difflike signal-region model."""
     import copy
 
     pyhf = pytest.importorskip("pyhf")
     spec = copy.deepcopy(spec)
+    poi = spec["measurements"][0]["config"].get("poi", "mu")
     for channel in spec["channels"]:
         part = signal.get(channel["name"])
         if part is not None:
@@ -77,7 +78,7 @@ def pyhf_signal_region_model(spec: dict, signal: dict[str, np.ndarray]):
                 {
                     "name": "signal",
                     "data": np.asarray(part, float).tolist(),
-                    "modifiers": [{"name": "mu", "type": "normfactor", "data": None}],
+                    "modifiers": [{"name": poi, "type": "normfactor", "data": None}],
                 }
             )
     return pyhf.Workspace(spec).model()
