@@ -48,16 +48,16 @@ def test_sampled_data_follow_the_model(sr):
 def test_toys_on_the_example(sr):
     model, data = sr
     signal = np.array([6.0, 2.0, 4.0, 1.0])
-    res = hypotest_toys(1.0, model, data, signal, ntoys=400, seed=3)
+    res = hypotest_toys(1.0, model, data, signal, ntoys=200, seed=3)
     assert bool(res.converged) and int(res.failed_toys) == 0
-    assert res.q_sb.shape == res.q_b.shape == (400,)
+    assert res.q_sb.shape == res.q_b.shape == (200,)
     assert 0.0 <= float(res.cls) <= 1.0 and float(res.cls_error) > 0
     assert np.all(np.diff(np.asarray(res.cls_exp)) >= 0)
     assert float(res.cls) == pytest.approx(float(res.clsb / res.clb))
     # signal-plus-background toys give larger statistics than background-only ones
     assert np.median(res.q_sb) < np.median(res.q_b)
     # a seed reproduces the run
-    again = hypotest_toys(1.0, model, data, signal, ntoys=400, seed=3)
+    again = hypotest_toys(1.0, model, data, signal, ntoys=200, seed=3)
     np.testing.assert_array_equal(res.q_b, again.q_b)
 
 
