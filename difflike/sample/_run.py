@@ -183,7 +183,9 @@ def _header(model, settings, seed, space, target_list, requested) -> dict[str, A
         "columns": columns,
         "expectations": list(settings.expectations),
         "targets": target_list,
-        "space": {
+        "space": None
+        if space is None
+        else {
             "lower": np.asarray(space.lower).tolist(),
             "scale": np.asarray(space.scale).tolist(),
             "prior_width": float(space.prior_width),
@@ -275,14 +277,21 @@ def sample(
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
 
-    labels, column, base_ok = background_targets(model, data, settings.expectations)
-    space = yield_space(model, labels, settings)
     # the sampled densities: one per (expectation, temperature), chains per target
     target_list = [
         {"expectation": e, "beta": float(beta)}
         for e in settings.sampled
         for beta in settings.temperatures
     ]
+    meta = _dataset.read_sidecar(folder)
+    if meta is not None:
+        _check_resumable(
+            meta, _header(model, settings, seed, None, target_list, n), folder
+        )
+        if meta["complete"] and int(meta["requested"]) >= n:
+            return _dataset.load_dataset(folder)  # nothing to add: no fits needed
+    labels, column, base_ok = background_targets(model, data, settings.expectations)
+    space = yield_space(model, labels, settings)
     index = [
         int(column[settings.expectations.index(t["expectation"])]) for t in target_list
     ]
@@ -294,12 +303,9 @@ def sample(
         nll0=labels.nll0[per_chain],
         beta=jnp.asarray(betas),
     )
-    header = _header(model, settings, seed, space, target_list, n)
-    meta = _dataset.read_sidecar(folder)
     if meta is None:
-        meta = header
+        meta = _header(model, settings, seed, space, target_list, n)
     else:
-        _check_resumable(meta, header, folder)
         meta["requested"] = max(int(n), int(meta["requested"]))
         meta["complete"] = False
 

@@ -123,7 +123,7 @@ def test_coverage_and_diagnostics(dataset):
 
 
 class _Stop(Exception):
-    pass
+    """Raised from the progress callback: a run stopped between two chunks."""
 
 
 def test_interrupted_run_resumes_identically(dataset, sr, tmp_path):
@@ -264,3 +264,45 @@ def test_atlas_label_references_cover():
     """Fails when references for another analysis are stored, so that the
     parametrisation above is widened with them."""
     assert sorted(_sample_refs()["analyses"]) == ["ATLAS-SUSY-2018-04"]
+
+
+def test_cli_sample(dataset, tmp_path, capsys):
+    """``difflike sample`` (same settings as the fixture, so it reuses its compiled
+    programs): a summary on stdout, the dataset on disk, JSON with --json."""
+    from difflike.cli import main
+
+    args = [
+        "sample",
+        str(dl.example_workspace()),
+        "--signal-regions",
+        *REGIONS,
+        "--n",
+        "300",
+        "--out",
+        str(tmp_path / "cli"),
+        "--seed",
+        "3",
+        "--chains",
+        "2",
+        "--warmup",
+        "50",
+        "--steps-per-chunk",
+        "25",
+        "--temperatures",
+        "1",
+        "0.0625",
+        "--quiet",
+    ]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "300 samples" in out and "aposteriori_asimov" in out and "r-hat" in out
+    ds = load_dataset(tmp_path / "cli")
+    # the same seed and settings as the fixture: the same first samples
+    np.testing.assert_array_equal(ds.signal, dataset.signal[:300])
+    assert main([*args, "--json"]) == 0  # complete already: only the summary
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["n"] == 300 and set(summary["coverage"]) == set(
+        SETTINGS.expectations
+    )
+    assert main(["sample", str(dl.example_workspace()), "--n", "5", "--out", "x"]) == 2
+    assert "--signal-regions" in capsys.readouterr().err
