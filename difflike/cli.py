@@ -268,8 +268,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_grid_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("workspace", help="workspace .json or .json.gz")
+def _add_grid_args(p: argparse.ArgumentParser, surrogate: bool = False) -> None:
+    if surrogate:
+        p.add_argument(
+            "workspace", nargs="?", help="workspace .json or .json.gz (or --surrogate)"
+        )
+        p.add_argument(
+            "--surrogate",
+            metavar="PATH",
+            help="a trained surrogate (folder or .onnx) instead of a workspace; "
+            "give the yields with --yields",
+        )
+        p.add_argument(
+            "--expectation",
+            default="observed",
+            help="with --surrogate: the expectation to use (default observed)",
+        )
+    else:
+        p.add_argument("workspace", help="workspace .json or .json.gz")
     p.add_argument("--patchset", help="a patchset .json or .json.gz")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--point", nargs="+", metavar="NAME", help="patchset points")
@@ -381,11 +397,55 @@ def _print_results(args, names, key, obs, exp, ok, header, meta, notes=None):
     print(_table(rows, (point, value, *expected, status)))
 
 
+def _surrogate_inputs(args: argparse.Namespace):
+    """``(surrogate, yields)`` for ``--surrogate`` (JAX rebuilt from ONNX if needed)."""
+    import numpy as np
+
+    from difflike.errors import InputError
+    from difflike.surrogate import load
+
+    if args.workspace or args.patchset or args.point or args.all or args.signal_regions:
+        raise InputError("--surrogate replaces the workspace, patchset and regions")
+    if args.yields is None:
+        raise InputError("--surrogate needs the signal yields (--yields)")
+    sur = load(args.surrogate)
+    if hasattr(sur, "to_jax"):
+        sur = sur.to_jax()
+    return sur, np.asarray(args.yields, float)[None, :]
+
+
+def _check_workspace(args: argparse.Namespace) -> None:
+    from difflike.errors import InputError
+
+    if not args.workspace:
+        raise InputError("give a workspace, or a surrogate with --surrogate")
+
+
 def cmd_cls(args: argparse.Namespace) -> int:
     import numpy as np
 
     import difflike as dl
 
+    if args.surrogate:
+        from difflike.surrogate import hypotest
+
+        sur, yields = _surrogate_inputs(args)
+        out = _timed(
+            f"CLs at mu = {args.mu:g} (surrogate, {args.expectation})",
+            hypotest,
+            sur,
+            yields,
+            args.mu,
+            expectation=args.expectation,
+            test_stat=args.test_stat,
+        )
+        names = ["yields"]
+        meta = {"mu": args.mu, "test_stat": args.test_stat, "surrogate": args.surrogate}
+        cls, exp = np.asarray(out.cls), np.asarray(out.cls_exp).reshape(-1, 5)
+        ok = np.asarray(out.converged).reshape(-1)
+        _print_results(args, names, "cls", cls, exp, ok, ("point", "CLs", "fit"), meta)
+        return 0 if ok.all() else 1
+    _check_workspace(args)
     model, data, signal, names = _load_grid(args)
     out = _timed(
         f"CLs at mu = {args.mu:g} ({len(names)} point{'s' * (len(names) > 1)})",
@@ -422,16 +482,31 @@ def cmd_limit(args: argparse.Namespace) -> int:
 
     import difflike as dl
 
-    model, data, signal, names = _load_grid(args)
-    out = _timed(
-        f"{args.cl:.0%} CL upper limits ({len(names)} point{'s' * (len(names) > 1)})",
-        dl.upper_limit,
-        model,
-        data,
-        signal,
-        cl=args.cl,
-        return_details=True,
-    )
+    if args.surrogate:
+        from difflike.surrogate import upper_limit
+
+        sur, yields = _surrogate_inputs(args)
+        names = ["yields"]
+        out = _timed(
+            f"{args.cl:.0%} CL upper limit (surrogate, {args.expectation})",
+            upper_limit,
+            sur,
+            yields,
+            cl=args.cl,
+            expectation=args.expectation,
+        )
+    else:
+        _check_workspace(args)
+        model, data, signal, names = _load_grid(args)
+        out = _timed(
+            f"{args.cl:.0%} CL upper limits ({len(names)} point{'s' * (len(names) > 1)})",
+            dl.upper_limit,
+            model,
+            data,
+            signal,
+            cl=args.cl,
+            return_details=True,
+        )
     obs = np.atleast_1d(np.asarray(out.mu_up))
     exp = np.asarray(out.mu_up_exp).reshape(-1, 5)
     ok = np.asarray(out.converged).reshape(-1, 6).all(axis=1)
@@ -608,7 +683,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "cls", help="asymptotic CLs with the expected band, for one or many points"
     )
-    _add_grid_args(p)
+    _add_grid_args(p, surrogate=True)
     p.add_argument("--mu", type=float, default=1.0, help="tested mu (default 1)")
     p.add_argument(
         "--test-stat",
@@ -625,7 +700,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_cls)
 
     p = sub.add_parser("limit", help="upper limits on mu, observed and expected")
-    _add_grid_args(p)
+    _add_grid_args(p, surrogate=True)
     p.add_argument("--cl", type=float, default=0.95, help="confidence level (0.95)")
     p.set_defaults(func=cmd_limit)
 
@@ -665,7 +740,125 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser(
+        "train", help="train a surrogate on a dataset written by 'difflike sample'"
+    )
+    p.add_argument("dataset", help="dataset folder")
+    p.add_argument("--out", required=True, help="surrogate folder (resumed if present)")
+    p.add_argument(
+        "--widths",
+        type=int,
+        nargs="+",
+        default=[128, 128, 128],
+        help="hidden widths of the first candidate (default 128 128 128)",
+    )
+    p.add_argument(
+        "--activation",
+        default="silu",
+        choices=("silu", "leaky_relu", "softplus", "tanh"),
+        help="hidden nonlinearity (default silu; see docs/surrogates.md)",
+    )
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (1e-3)")
+    p.add_argument("--batch-size", type=int, default=256, help="minibatch (256)")
+    p.add_argument("--epochs", type=int, default=400, help="epochs at most (400)")
+    p.add_argument("--patience", type=int, default=40, help="early stopping (40)")
+    p.add_argument(
+        "--trials", type=int, default=4, help="search candidates per network (4)"
+    )
+    p.add_argument("--ensemble", type=int, default=3, help="members kept (3)")
+    p.add_argument(
+        "--budget", type=float, help="seconds per network for the search (no limit)"
+    )
+    p.add_argument(
+        "--multihead",
+        action="store_true",
+        help="one network for all expectations (default: one each)",
+    )
+    p.add_argument(
+        "--expectations", nargs="+", help="expectations to learn (default: all)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("export", help="write a trained surrogate as ONNX")
+    p.add_argument("surrogate", help="surrogate folder (written by 'difflike train')")
+    p.add_argument("--out", required=True, help="the .onnx file to write")
+    p.set_defaults(func=cmd_export)
     return parser
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from difflike.surrogate import TrainSettings, train
+
+    settings = TrainSettings(
+        widths=tuple(args.widths),
+        activation=args.activation,
+        learning_rate=args.lr,
+        batch_size=args.batch_size,
+        max_epochs=args.epochs,
+        patience=args.patience,
+        trials=args.trials,
+        ensemble=args.ensemble,
+        budget_s=args.budget,
+        multihead=args.multihead,
+        seed=args.seed,
+    )
+    start = time.perf_counter()
+    sur = train(
+        args.dataset,
+        args.out,
+        settings,
+        expectations=tuple(args.expectations) if args.expectations else None,
+        progress=not args.quiet,
+    )
+    seconds = time.perf_counter() - start
+    metrics = sur.meta["metrics"]
+    if args.json:
+        json.dump(
+            {"out": args.out, "seconds": seconds, "metrics": metrics},
+            sys.stdout,
+            indent=1,
+        )
+        print()
+        return 0
+    rows = [
+        [
+            e,
+            m["rows"],
+            f"{m.get('nll_mape', float('nan')):.3g}",
+            f"{m.get('nll_maxape', float('nan')):.3g}",
+            f"{m.get('q_err_p99', float('nan')):.3g}",
+            m.get("band_rows", 0),
+            f"{100 * m.get('band_within_tolerance', float('nan')):.1f}%",
+            f"{m.get('band_q_err_max', float('nan')):.3g}",
+        ]
+        for e, m in metrics.items()
+    ]
+    header = (
+        "expectation",
+        "test rows",
+        "NLL MAPE %",
+        "MaxAPE %",
+        "|err -2D| p99",
+        "band rows",
+        "band <=0.05",
+        "band max",
+    )
+    print(f"surrogate written to {args.out} in {seconds:.0f} s (test split):")
+    print(_table(rows, header))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from difflike.surrogate import load_folder
+    from difflike.surrogate.onnx import export
+
+    path = export(load_folder(args.surrogate), args.out)
+    print(f"ONNX surrogate written to {path}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -20,10 +20,27 @@ import pytest
 jax.config.update("jax_enable_x64", True)
 
 ROOT = Path(__file__).resolve().parents[1]
+# Compiled programs are cached on disk (keyed by program, jax version and
+# platform): the test workers share what one of them compiled, and a second run
+# of the suite reuses the first's.
+jax.config.update("jax_compilation_cache_dir", str(ROOT / ".jax_cache"))
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 LIKELIHOODS = Path(
     os.environ.get("DIFFLIKE_LIKELIHOODS", ROOT.parent / "shared" / "likelihoods")
 )
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Compile with XLA's cheaper backend optimisation for tests on small models.
+
+    Their time is almost all XLA compiling fits, hypothesis tests and limits
+    (measured: 15 s compiling the example's hypotest, 0.1 s running it); the cheap
+    setting compiles them 30-40% faster and changes how fast programs run, not what
+    they compute. Tests on the published likelihoods run large batches, where
+    optimised code pays (they were up to 3x slower without it), so they keep it.
+    """
+    cheap = "likelihoods" not in getattr(item, "fixturenames", ())
+    jax.config.update("jax_disable_most_optimizations", cheap)
 
 
 def likelihoods_available() -> bool:

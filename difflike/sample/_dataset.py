@@ -43,7 +43,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +50,7 @@ from typing import Any
 
 import numpy as np
 
+from difflike._files import atomic_write
 from difflike.errors import InputError
 
 __all__ = [
@@ -76,30 +76,16 @@ ROW_FIELDS = (
 )
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Write through a temporary file in the same folder, then rename over ``path``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> str:
     """Write ``arrays`` atomically to ``path``; returns the file's SHA-256."""
-    _atomic_write(path, lambda f: np.savez(f, **arrays))
+    atomic_write(path, lambda f: np.savez(f, **arrays))
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def write_sidecar(folder: Path, meta: Mapping[str, Any]) -> None:
     """Write ``dataset.json`` atomically (the commit point of every chunk)."""
     text = json.dumps(meta, indent=1, sort_keys=True).encode()
-    _atomic_write(folder / SIDECAR, lambda f: f.write(text))
+    atomic_write(folder / SIDECAR, lambda f: f.write(text))
 
 
 def read_sidecar(folder: Path) -> dict[str, Any] | None:

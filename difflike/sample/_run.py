@@ -180,6 +180,10 @@ def _header(model, settings, seed, space, target_list, requested) -> dict[str, A
         "workspace": {"source": str(config.source), "sha256": str(config.digest)},
         "signal_regions": list(config.signal_regions),
         "signal_nbins": list(config.signal_nbins),
+        "poi": {
+            "name": config.par_names[config.poi_index],
+            "bounds": np.asarray(config.bounds[config.poi_index], float).tolist(),
+        },
         "columns": columns,
         "expectations": list(settings.expectations),
         "targets": target_list,

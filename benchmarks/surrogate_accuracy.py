@@ -1,0 +1,120 @@
+"""How accurate a surrogate is, on held-out labels and on the patchset's signal points.
+
+1. Test-split metrics per expectation (``meta["metrics"]``, docs/surrogates.md):
+   MAPE and MaxAPE of the profiled NLL (the seeds' figures), the error of −2Δ
+   overall and in the band −2Δ ≤ 10 (target: ≤ 0.05 for ≥ 99% of rows).
+2. On the signal-region yields of every point of the analysis' patchset: μ̂, CLs at
+   μ = 1 and the observed 95% CL upper limit from the surrogate against the exact
+   profiler (targets: limits within 2% for ≥ 95% of points and 5% for all;
+   exclusion decisions agree for ≥ 99%).
+
+    python benchmarks/surrogate_accuracy.py --dataset DIR --out SURROGATE_DIR
+        [--patchset PATCHSET] [--markdown]
+
+Trains the surrogate into ``--out`` first (resumable) unless it holds one already.
+The workspace is the dataset's (its recorded source); ``--patchset`` defaults to
+``patchset.json.gz`` beside it (the built-in example's for the example).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import jax
+import numpy as np
+
+import difflike as dl
+from difflike.sample import load_dataset
+from difflike.surrogate import TrainSettings, inference_metrics, load_folder, train
+
+
+def log(*args) -> None:
+    print(*args, file=sys.stderr, flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--dataset", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True, help="surrogate folder")
+    parser.add_argument("--patchset", type=Path)
+    parser.add_argument("--markdown", action="store_true")
+    args = parser.parse_args()
+
+    ds = load_dataset(args.dataset)
+    start = time.perf_counter()
+    if (args.out / "surrogate.json").is_file():
+        sur = load_folder(args.out)
+        log(f"surrogate read from {args.out}")
+    else:
+        sur = train(ds, args.out, TrainSettings())
+        log(f"trained in {time.perf_counter() - start:.0f} s")
+    source = Path(sur.meta["workspace"]["source"])
+    patchset = args.patchset
+    if patchset is None:
+        patchset = (
+            dl.example_patchset()
+            if source == Path(dl.example_workspace())
+            else source.parent / "patchset.json.gz"
+        )
+    regions = list(sur.signal_regions)
+    names, yields = dl.workspace.signal_yields(source, patchset, regions)
+    model, data = dl.load(source, signal_regions=regions)
+    log(f"{len(names)} patchset points; exact limits ...")
+    inf = inference_metrics(sur, model, data, yields)
+
+    device = jax.devices()[0]
+    print(
+        f"# {source.name} ({', '.join(regions)}); {len(ds)} rows; "
+        f"{device.device_kind}, {platform.machine()}, {date.today()}"
+    )
+    print(
+        "| expectation | test rows | NLL MAPE % | NLL MaxAPE % | |err −2Δ| p99 | "
+        "band rows | band ≤ 0.05 | band max |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for e, m in sur.meta["metrics"].items():
+        print(
+            f"| {e} | {m['rows']} | {m.get('nll_mape', np.nan):.3g} | "
+            f"{m.get('nll_maxape', np.nan):.3g} | {m.get('q_err_p99', np.nan):.3g} | "
+            f"{m.get('band_rows', 0)} | "
+            f"{100 * m.get('band_within_tolerance', np.nan):.1f}% | "
+            f"{m.get('band_q_err_max', np.nan):.3g} |"
+        )
+    print()
+    print(
+        f"patchset points: {len(names)}; limits within 2%: "
+        f"{100 * inf['limit_within_2pct']:.1f}%, within 5%: "
+        f"{100 * inf['limit_within_5pct']:.1f}%; exclusion agreement "
+        f"{100 * inf['exclusion_agreement']:.1f}%; max |Δμ̂| "
+        f"{inf['muhat_abs_err_max']:.3g}; max |ΔCLs| {inf['cls_abs_err_max']:.3g}"
+    )
+    if not args.markdown:
+        worst = np.argsort(-inf["limit_rel_err"])[:5]
+        for i in worst:
+            print(
+                f"  {names[i]}: limit {inf['surrogate']['limit'][i]:.4g} vs "
+                f"{inf['exact']['limit'][i]:.4g} ({100 * inf['limit_rel_err'][i]:.2f}%)"
+            )
+    (args.out / "accuracy.json").write_text(
+        json.dumps(
+            {
+                "points": names,
+                "metrics": sur.meta["metrics"],
+                **{
+                    k: v for k, v in inf.items() if not isinstance(v, dict | np.ndarray)
+                },
+                "limit_rel_err": inf["limit_rel_err"].tolist(),
+            },
+            indent=1,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,637 @@
+r"""Training surrogates: Optax Adam, early stopping, ensembles, hyper-parameter search.
+
+:func:`train` turns a labelled dataset (:func:`difflike.sample.sample`) into a
+:class:`~difflike.surrogate.Surrogate`:
+
+1. **Split.** Rows are split 60/20/20 into train, validation and test by a seeded
+   permutation (the same split for every expectation; rows whose fit did not
+   converge for an expectation are left out of that expectation's sets).
+2. **Standardise.** Inputs by the training rows' mean and standard deviation per
+   signal bin; each expectation's :math:`\Delta` by its standard deviation (no
+   shift: the surrogate subtracts its value at :math:`s = 0`, see
+   :mod:`difflike.surrogate._surrogate`).
+3. **Loss.** Weighted mean squared error of the standardised :math:`\Delta`. Rows
+   inside the band that inference uses, :math:`-2\Delta \le` ``band``, weigh 1;
+   rows beyond it weigh ``band / (-2Δ)``, so the far tails (which only need to be
+   "excluded") do not dominate the squared error.
+4. **Optimiser.** Adam (``optax.adamw`` with optional decoupled weight decay),
+   learning rate warmed up linearly over ``warmup_epochs`` then decayed by a cosine
+   to 1% over ``max_epochs``; minibatches reshuffled every epoch; an epoch is one
+   compiled ``lax.scan``. Early stopping: training ends when the validation loss
+   has not improved for ``patience`` epochs; the best epoch's parameters are kept.
+5. **Search and ensemble.** ``trials`` candidates per network: the settings as
+   given, then random draws of width, depth, learning rate and batch size (seeded),
+   until ``trials`` are done or ``budget_s`` seconds have passed. The ``ensemble``
+   candidates with the lowest validation loss form the ensemble (their mean),
+   leaving out any whose loss is more than twice the best one's.
+
+Everything is resumable. Each candidate checkpoints its parameters, optimiser state,
+best parameters, RNG key and loss history with Orbax every ``checkpoint_every``
+epochs (``OUT/checkpoints/net<i>/trial<t>``); a finished candidate is recorded in
+``OUT/trials.json`` with its parameters beside it, so a restarted :func:`train` with
+the same settings skips finished candidates and resumes the interrupted one at its
+last checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax import lax
+
+from difflike._files import atomic_write
+from difflike._version import __version__
+from difflike.errors import InputError
+from difflike.surrogate._network import Architecture, Params, apply, init_params
+
+__all__ = ["TrainSettings", "split_indices", "train", "train_network"]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSettings:
+    """How :func:`train` trains (module doc).
+
+    Attributes:
+        widths: hidden layer widths of the first candidate.
+        learning_rate: peak learning rate of the first candidate.
+        batch_size: minibatch size of the first candidate.
+        max_epochs: epochs at most (also the cosine decay's length).
+        patience: epochs without a better validation loss before stopping.
+        warmup_epochs: linear learning-rate warm-up.
+        weight_decay: decoupled weight decay (AdamW); 0 is plain Adam.
+        negative_slope: LeakyReLU's negative slope (with ``activation="leaky_relu"``).
+        activation: hidden nonlinearity (:data:`~difflike.surrogate._network.ACTIVATIONS`).
+            SiLU by default: on smooth likelihoods it reaches several times
+            smaller errors than LeakyReLU for the same budget (docs/surrogates.md).
+        band: :math:`-2\\Delta` up to which rows weigh fully in the loss.
+        multihead: one network for all expectations (``True``) or one per
+            expectation (``False``).
+        log_features: give the networks :math:`\\ln(1 + s/b)` beside the yields
+            (:func:`~difflike.surrogate._surrogate.features`; needs the dataset's
+            yield space).
+        trials: candidates per network (hyper-parameter search; 1 = no search).
+        ensemble: candidates kept per network (the ensemble's size).
+        budget_s: stop starting new candidates after this many seconds (per
+            network); ``None``: no limit.
+        split: train, validation and test fractions.
+        seed: seed of the split, the initialisations and the search.
+        checkpoint_every: epochs between Orbax checkpoints.
+    """
+
+    widths: tuple[int, ...] = (128, 128, 128)
+    learning_rate: float = 1e-3
+    batch_size: int = 256
+    max_epochs: int = 400
+    patience: int = 40
+    warmup_epochs: int = 5
+    weight_decay: float = 0.0
+    negative_slope: float = 0.01
+    activation: str = "silu"
+    band: float = 10.0
+    multihead: bool = False
+    log_features: bool = True
+    trials: int = 4
+    ensemble: int = 3
+    budget_s: float | None = None
+    split: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    seed: int = 0
+    checkpoint_every: int = 10
+
+    def __post_init__(self) -> None:
+        if self.trials < 1 or not 1 <= self.ensemble <= self.trials:
+            raise InputError(
+                "need 1 <= ensemble <= trials", got=(self.ensemble, self.trials)
+            )
+        if (
+            len(self.split) != 3
+            or min(self.split) <= 0
+            or abs(sum(self.split) - 1) > 1e-9
+        ):
+            raise InputError(
+                "split must be three positive fractions summing to 1", got=self.split
+            )
+        if self.batch_size < 1 or self.max_epochs < 1 or self.patience < 1:
+            raise InputError(
+                "batch_size, max_epochs and patience must be positive",
+                got=(self.batch_size, self.max_epochs, self.patience),
+            )
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self) | {
+            "widths": list(self.widths),
+            "split": list(self.split),
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class _Candidate:
+    widths: tuple[int, ...]
+    learning_rate: float
+    batch_size: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "widths": list(self.widths),
+            "learning_rate": self.learning_rate,
+            "batch_size": self.batch_size,
+        }
+
+
+def _candidates(settings: TrainSettings, net: int) -> list[_Candidate]:
+    """The first candidate as configured, then seeded random draws."""
+    rng = np.random.default_rng([settings.seed, net, 17])
+    out = [_Candidate(settings.widths, settings.learning_rate, settings.batch_size)]
+    while len(out) < settings.trials:
+        width = int(rng.choice([64, 128, 256]))
+        depth = int(rng.choice([2, 3, 4]))
+        lr = float(np.exp(rng.uniform(np.log(3e-4), np.log(3e-3))))
+        batch = int(rng.choice([128, 256, 512]))
+        out.append(_Candidate((width,) * depth, round(lr, 6), batch))
+    return out
+
+
+def split_indices(n: int, fractions=(0.6, 0.2, 0.2), seed: int = 0):
+    """Seeded train/validation/test row indices of ``n`` rows (sorted, disjoint)."""
+    perm = np.random.default_rng([seed, 23]).permutation(n)
+    n_train = round(fractions[0] * n)
+    n_val = round(fractions[1] * n)
+    parts = perm[:n_train], perm[n_train : n_train + n_val], perm[n_train + n_val :]
+    return tuple(np.sort(p) for p in parts)
+
+
+def band_weights(delta: np.ndarray, band: float) -> np.ndarray:
+    """Loss weight of each row (module doc), same shape as ``delta``."""
+    q = -2.0 * np.asarray(delta)
+    return np.where(q <= band, 1.0, band / np.maximum(q, band))
+
+
+# ---- one network -----------------------------------------------------------
+
+
+def _loss(arch, params, x, y, w, x0):
+    pred = apply(arch, params, x) - apply(arch, params, x0)
+    return jnp.sum(w[:, None] * (pred - y) ** 2) / (jnp.sum(w) * y.shape[-1])
+
+
+def _programs(arch: Architecture, tx, nbatch: int, batch: int):
+    """The compiled epoch (``lax.scan`` over shuffled minibatches) and validation loss."""
+
+    @jax.jit
+    def epoch(params, opt_state, key, x, y, w, x0):
+        perm = jax.random.permutation(key, x.shape[0])[: nbatch * batch]
+
+        def step(carry, idx):
+            params, opt_state = carry
+            loss, grads = jax.value_and_grad(
+                lambda p: _loss(arch, p, x[idx], y[idx], w[idx], x0)
+            )(params)
+            updates, opt_state = tx.update(grads, opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), loss
+
+        (params, opt_state), losses = lax.scan(
+            step, (params, opt_state), perm.reshape(nbatch, batch)
+        )
+        return params, opt_state, jnp.mean(losses)
+
+    @jax.jit
+    def evaluate(params, x, y, w, x0):
+        return _loss(arch, params, x, y, w, x0)
+
+    return epoch, evaluate
+
+
+def train_network(
+    arch: Architecture,
+    train: tuple[np.ndarray, np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray, np.ndarray],
+    x0: np.ndarray,
+    *,
+    learning_rate: float,
+    batch_size: int,
+    settings: TrainSettings,
+    seed: int,
+    checkpoints: Path | None = None,
+    progress: bool = True,
+    desc: str = "training",
+) -> tuple[Params, dict[str, Any]]:
+    """Train one network on standardised data; returns ``(best params, record)``.
+
+    Args:
+        arch: the network.
+        train, val: ``(x, y, w)``: inputs ``(n, nin)``, targets ``(n, nout)`` and
+            loss weights ``(n,)``, standardised, float32.
+        x0: the standardised zero-yield input, ``(1, nin)`` (subtracted, see
+            :mod:`difflike.surrogate._surrogate`).
+        checkpoints: Orbax checkpoint folder; resumes from it when it holds one.
+
+    Returns:
+        The parameters of the best validation epoch, and a record: ``best_val``,
+        ``best_epoch``, ``epochs`` run, ``history`` (train and validation loss per
+        epoch), ``seconds``.
+    """
+    import orbax.checkpoint as ocp
+
+    x, y, w = (jnp.asarray(a, jnp.float32) for a in train)
+    xv, yv, wv = (jnp.asarray(a, jnp.float32) for a in val)
+    x0 = jnp.asarray(x0, jnp.float32)
+    batch = max(1, min(batch_size, x.shape[0]))
+    nbatch = max(1, x.shape[0] // batch)
+    total = settings.max_epochs * nbatch
+    schedule = optax.warmup_cosine_decay_schedule(
+        init_value=0.0,
+        peak_value=learning_rate,
+        warmup_steps=min(settings.warmup_epochs * nbatch, total - 1),
+        decay_steps=total,
+        end_value=0.01 * learning_rate,
+    )
+    tx = optax.adamw(schedule, weight_decay=settings.weight_decay)
+    epoch_fn, evaluate = _programs(arch, tx, nbatch, batch)
+
+    params = init_params(arch, seed)
+    state = {
+        "params": params,
+        "opt_state": tx.init(params),
+        "best": params,
+        "key": jax.random.key_data(jax.random.key(seed)),
+        "epoch": np.asarray(0),
+        "best_val": np.asarray(np.inf, np.float32),
+        "best_epoch": np.asarray(-1),
+        "history": np.full((settings.max_epochs, 2), np.nan, np.float32),
+    }
+    manager = None
+    if checkpoints is not None:
+        manager = ocp.CheckpointManager(
+            Path(checkpoints).absolute(),
+            options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True),
+        )
+        step = manager.latest_step()
+        if step is not None:
+            abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+            state = manager.restore(step, args=ocp.args.StandardRestore(abstract))
+
+    params, opt_state, best = state["params"], state["opt_state"], state["best"]
+    key = jax.random.wrap_key_data(jnp.asarray(state["key"]))
+    start = int(state["epoch"])
+    best_val, best_epoch = float(state["best_val"]), int(state["best_epoch"])
+    history = np.array(state["history"])
+    t0 = time.perf_counter()
+    bar = _bar(settings.max_epochs, start, desc, progress)
+
+    saved = [start]
+
+    def save(epoch: int) -> None:
+        if manager is None or epoch == saved[0]:
+            return
+        saved[0] = epoch
+        tree = {
+            "params": params,
+            "opt_state": opt_state,
+            "best": best,
+            "key": jax.random.key_data(key),
+            "epoch": np.asarray(epoch),
+            "best_val": np.asarray(best_val, np.float32),
+            "best_epoch": np.asarray(best_epoch),
+            "history": history,
+        }
+        manager.save(epoch, args=ocp.args.StandardSave(tree), force=True)
+        manager.wait_until_finished()
+
+    epoch = start
+    try:
+        while epoch < settings.max_epochs and epoch - best_epoch <= settings.patience:
+            key, sub = jax.random.split(key)
+            params, opt_state, loss = epoch_fn(params, opt_state, sub, x, y, w, x0)
+            val_loss = float(evaluate(params, xv, yv, wv, x0))
+            history[epoch] = (float(loss), val_loss)
+            if not math.isfinite(val_loss):
+                break
+            if val_loss < best_val:
+                best_val, best_epoch, best = val_loss, epoch, params
+            epoch += 1
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(val=f"{val_loss:.3g}", best=f"{best_val:.3g}")
+            if epoch % settings.checkpoint_every == 0:
+                save(epoch)
+        save(epoch)
+    finally:
+        if bar is not None:
+            bar.close()
+        if manager is not None:
+            manager.close()
+    record = {
+        "best_val": best_val,
+        "best_epoch": best_epoch,
+        "epochs": epoch,
+        "history": history[:epoch].tolist(),
+        "seconds": time.perf_counter() - t0,
+    }
+    return jax.tree.map(np.asarray, best), record
+
+
+def _bar(total: int, initial: int, desc: str, progress: bool):
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=total,
+        initial=initial,
+        desc=desc,
+        unit="epoch",
+        file=sys.stderr,
+        leave=False,
+    )
+
+
+# ---- a whole surrogate -----------------------------------------------------
+
+
+def _flat(params: Params) -> dict[str, np.ndarray]:
+    return {
+        f"{layer}/{leaf}": np.asarray(v)
+        for layer, d in params.items()
+        for leaf, v in d.items()
+    }
+
+
+def _unflat(arrays) -> Params:
+    out: dict[str, dict[str, Any]] = {}
+    for name in arrays.files if hasattr(arrays, "files") else arrays:
+        layer, leaf = name.split("/")
+        out.setdefault(layer, {})[leaf] = jnp.asarray(arrays[name], jnp.float32)
+    return out
+
+
+def train(
+    dataset,
+    out: str | os.PathLike,
+    settings: TrainSettings = TrainSettings(),
+    *,
+    expectations: tuple[str, ...] | None = None,
+    progress: bool = True,
+    callback: Callable[[dict[str, Any]], None] | None = None,
+):
+    """Train a surrogate on a labelled dataset and write it to ``out`` (module doc).
+
+    Args:
+        dataset: a :class:`~difflike.sample.YieldDataset` or its folder.
+        out: output folder: ``surrogate.json`` + ``params.npz`` (the surrogate),
+            ``trials.json`` (every candidate's settings, losses and history),
+            ``checkpoints/`` (Orbax, for resuming).
+        settings: :class:`TrainSettings`; a resumed run must use the same.
+        expectations: which of the dataset's expectations to learn (default: all).
+        progress: progress bars on stderr.
+        callback: called with each finished candidate's record.
+
+    Returns:
+        The :class:`~difflike.surrogate.Surrogate`, with test-split metrics in
+        ``meta["metrics"]``.
+    """
+    from difflike.sample import YieldDataset, load_dataset
+    from difflike.surrogate._metrics import test_metrics
+    from difflike.surrogate._surrogate import Surrogate, SurrogateNets, features
+
+    if not isinstance(dataset, YieldDataset):
+        dataset = load_dataset(dataset)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    names = tuple(expectations or dataset.expectations)
+    cols = [
+        dataset.expectations.index(e) if e in dataset.expectations else -1
+        for e in names
+    ]
+    if -1 in cols:
+        raise InputError(
+            "the dataset has no labels for that expectation",
+            got=names[cols.index(-1)],
+            expected=", ".join(dataset.expectations),
+        )
+    meta = dataset.meta
+    n = len(dataset)
+    if n < 10:
+        raise InputError(
+            "too few labelled rows to train on", got=n, file=str(dataset.folder)
+        )
+    parts = split_indices(n, settings.split, settings.seed)
+    signal = np.asarray(dataset.signal, np.float64)
+    delta = np.asarray(dataset.delta[:, cols], np.float64)
+    conv = np.asarray(dataset.converged[:, cols], bool)
+
+    train_rows = parts[0]
+    space = meta.get("space") or {}
+    log_features = settings.log_features and bool(space)
+    margin = float(meta.get("settings", {}).get("lower_margin", 0.05))
+    background = (
+        -np.asarray(space["lower"], np.float64) / (1.0 - margin)
+        if log_features
+        else np.ones(signal.shape[1])
+    )
+    feats = np.asarray(features(signal, background, log_features), np.float64)
+    x_shift = feats[train_rows].mean(axis=0)
+    x_scale = np.maximum(feats[train_rows].std(axis=0), 1e-6)
+    y_scale = np.array(
+        [
+            max(float(np.std(delta[train_rows][conv[train_rows, k], k])), 1e-6)
+            for k in range(len(names))
+        ]
+    )
+    x_all = ((feats - x_shift) / x_scale).astype(np.float32)
+    y_all = (delta / y_scale).astype(np.float32)
+    zero = np.asarray(
+        features(np.zeros((1, signal.shape[1])), background, log_features)
+    )
+    x0 = ((zero - x_shift) / x_scale).astype(np.float32)
+
+    groups = (
+        [tuple(range(len(names)))]
+        if settings.multihead
+        else [(k,) for k in range(len(names))]
+    )
+    ledger_path = out / "trials.json"
+    ledger = _read_ledger(ledger_path, dataset, settings, names)
+
+    def rows(part, heads):
+        ok = np.all(conv[np.ix_(part, heads)], axis=1)
+        r = part[ok]
+        w = np.min(band_weights(delta[np.ix_(r, heads)], settings.band), axis=1)
+        return x_all[r], y_all[np.ix_(r, heads)], w.astype(np.float32)
+
+    params_all, archs_all = [], []
+    for g, heads in enumerate(groups):
+        tr, va = rows(parts[0], list(heads)), rows(parts[1], list(heads))
+        if len(tr[0]) < 2 or len(va[0]) < 1:
+            raise InputError(
+                "too few converged rows to train on",
+                got=len(tr[0]),
+                expected=f"expectation(s) {', '.join(names[h] for h in heads)}",
+            )
+        started = time.perf_counter()
+        for t, cand in enumerate(_candidates(settings, g)):
+            tag = f"net{g}-trial{t}"
+            if tag in ledger["trials"]:
+                continue
+            if (
+                settings.budget_s is not None
+                and t >= settings.ensemble
+                and time.perf_counter() - started > settings.budget_s
+            ):
+                break
+            arch = Architecture(
+                nin=x_all.shape[1],
+                widths=cand.widths,
+                nout=len(heads),
+                negative_slope=settings.negative_slope,
+                activation=settings.activation,
+            )
+            params, record = train_network(
+                arch,
+                tr,
+                va,
+                x0,
+                learning_rate=cand.learning_rate,
+                batch_size=cand.batch_size,
+                settings=settings,
+                seed=settings.seed * 1000 + g * 100 + t,
+                checkpoints=out / "checkpoints" / tag,
+                progress=progress,
+                desc=f"{'+'.join(names[h] for h in heads)} {t + 1}/{settings.trials}",
+            )
+            flat = _flat(params)
+            path = out / f"{tag}.npz"
+            atomic_write(path, lambda f, flat=flat: np.savez(f, **flat))
+            record |= {
+                "net": g,
+                "trial": t,
+                "candidate": cand.to_json(),
+                "arch": arch.to_json(),
+            }
+            ledger["trials"][tag] = record
+            _write_ledger(ledger_path, ledger)
+            if callback is not None:
+                callback(record)
+        done = sorted(
+            (r for r in ledger["trials"].values() if r["net"] == g),
+            key=lambda r: r["best_val"],
+        )
+        kept = _ensemble(done, settings.ensemble)
+        members, archs = [], []
+        for r in kept:
+            with np.load(out / f"net{g}-trial{r['trial']}.npz") as z:
+                members.append(_unflat(z))
+            archs.append(Architecture.from_json(r["arch"]))
+        params_all.append(tuple(members))
+        archs_all.append(tuple(archs))
+
+    nets = SurrogateNets(
+        params=tuple(params_all),
+        x_shift=jnp.asarray(x_shift, jnp.float32),
+        x_scale=jnp.asarray(x_scale, jnp.float32),
+        y_scale=jnp.asarray(y_scale, jnp.float32),
+        background=jnp.asarray(background, jnp.float32),
+        archs=tuple(archs_all),
+        heads=tuple(groups),
+        nexpect=len(names),
+        log_features=log_features,
+    )
+    surrogate = Surrogate(
+        nets=nets,
+        signal_regions=tuple(meta["signal_regions"]),
+        signal_nbins=tuple(meta["signal_nbins"]),
+        expectations=names,
+        # datasets written before the POI was recorded: pyhf's normfactor default
+        poi_bounds=tuple(meta.get("poi", {}).get("bounds", (0.0, 10.0))),
+        meta={
+            "workspace": meta.get("workspace", {}),
+            "dataset": {
+                "folder": str(dataset.folder),
+                "rows": n,
+                "seed": meta.get("seed"),
+            },
+            "settings": settings.to_json(),
+            "ensembles": [
+                [
+                    {
+                        k: r[k]
+                        for k in (
+                            "trial",
+                            "candidate",
+                            "best_val",
+                            "best_epoch",
+                            "epochs",
+                        )
+                    }
+                    for r in _ensemble(
+                        sorted(
+                            (r for r in ledger["trials"].values() if r["net"] == g),
+                            key=lambda r: r["best_val"],
+                        ),
+                        settings.ensemble,
+                    )
+                ]
+                for g in range(len(groups))
+            ],
+            "difflike_version": __version__,
+        },
+    )
+    test = parts[2]
+    metrics = test_metrics(
+        surrogate,
+        signal[test],
+        delta[test],
+        conv[test],
+        np.asarray(dataset.nll[:, cols], np.float64)[test],
+    )
+    surrogate = dataclasses.replace(
+        surrogate, meta=surrogate.meta | {"metrics": metrics}
+    )
+    surrogate.save(out)
+    return surrogate
+
+
+#: ensemble members' validation loss at most this multiple of the best one's
+ENSEMBLE_TOLERANCE = 2.0
+
+
+def _ensemble(ranked: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:
+    """The ``k`` best candidates (``ranked`` by validation loss), without those
+    whose loss exceeds :data:`ENSEMBLE_TOLERANCE` times the best: averaging with a
+    clearly worse network makes the mean worse, not better."""
+    best = ranked[0]["best_val"]
+    return [r for r in ranked[:k] if r["best_val"] <= ENSEMBLE_TOLERANCE * best]
+
+
+def _read_ledger(path: Path, dataset, settings: TrainSettings, names) -> dict[str, Any]:
+    key = {
+        "settings": settings.to_json(),
+        "expectations": list(names),
+        "dataset_rows": len(dataset),
+        "dataset_seed": dataset.meta.get("seed"),
+    }
+    if path.is_file():
+        ledger = json.loads(path.read_text())
+        if ledger.get("key") != key:
+            raise InputError(
+                "this folder holds a training with other settings or data; "
+                "use another --out or the same settings",
+                file=str(path),
+            )
+        return ledger
+    return {"key": key, "trials": {}}
+
+
+def _write_ledger(path: Path, ledger: dict[str, Any]) -> None:
+    text = json.dumps(ledger, indent=1).encode()
+    atomic_write(path, lambda f: f.write(text))

@@ -1,0 +1,399 @@
+"""Surrogates on a labelled dataset whose truth is computed exactly here.
+
+Two counting bins whose backgrounds share one normalisation uncertainty (20%, a
+Gaussian-constrained nuisance parameter theta): the profiled likelihood
+:math:`\\Delta(s) = \\max_\\theta \\ell(s, \\theta) - \\max_\\theta \\ell(0, \\theta)`,
+:math:`\\ell = \\sum_i n_i \\ln\\lambda_i - \\lambda_i - \\theta^2/2`,
+:math:`\\lambda_i = b_i (1 + 0.2\\theta) + s_i`, is maximised by Newton's method in
+numpy to round-off; ``n`` is the observed counts (``observed``) or the background
+(``aposteriori`` and both Asimov sets).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import difflike as dl
+from difflike.errors import InputError
+from difflike.sample import YieldDataset
+from difflike.surrogate import (
+    Architecture,
+    TrainSettings,
+    hypotest,
+    load,
+    load_folder,
+    split_indices,
+    train,
+    upper_limit,
+)
+from difflike.surrogate import _train as train_module
+from difflike.surrogate._network import apply, init_params, param_count
+from difflike.surrogate.onnx import export
+
+pytestmark = pytest.mark.xdist_group("surrogate")
+
+B = np.array([5.0, 12.0])
+N_OBS = np.array([7.0, 10.0])
+EXPECTATIONS = ("observed", "aposteriori", "observed_asimov", "aposteriori_asimov")
+# CI-sized: two candidates per network, both kept (an ensemble of two)
+FAST = TrainSettings(
+    widths=(64, 64),
+    activation="silu",
+    learning_rate=2e-3,
+    batch_size=64,
+    max_epochs=200,
+    patience=50,
+    trials=2,
+    ensemble=2,
+)
+#: what the fixture learns; observed's Asimov likelihood is then aposteriori's network
+LEARNED = ("observed", "aposteriori")
+
+
+SIGMA = 0.2
+
+
+def _profiled(s: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """max over theta of the log-likelihood (module doc), ``s`` ``(..., 2)``."""
+    theta = np.zeros(s.shape[:-1])
+    for _ in range(60):  # Newton on a concave function of theta
+        lam = B * (1 + SIGMA * theta[..., None]) + s
+        g = np.sum((n / lam - 1) * B * SIGMA, axis=-1) - theta
+        h = -np.sum(n / lam**2 * (B * SIGMA) ** 2, axis=-1) - 1
+        step = -g / h
+        while True:  # stay where every rate is positive
+            new = theta + step
+            if np.all(B * (1 + SIGMA * new[..., None]) + s > 0):
+                break
+            step = step / 2
+        theta = new
+    lam = B * (1 + SIGMA * theta[..., None]) + s
+    return np.sum(n * np.log(lam) - lam, axis=-1) - theta**2 / 2
+
+
+def exact_delta(s: np.ndarray, n: np.ndarray) -> np.ndarray:
+    return _profiled(np.asarray(s, float), n) - _profiled(np.zeros(2), n)
+
+
+def synthetic(rows: int = 4000, seed: int = 0) -> YieldDataset:
+    rng = np.random.default_rng(seed)
+    scale = np.sqrt(B) * rng.choice([0.5, 1.0, 2.0, 4.0], size=(rows, 1))
+    s = np.maximum(rng.standard_normal((rows, 2)) * scale + 2.0, -0.9 * B)
+    obs, bkg = exact_delta(s, N_OBS), exact_delta(s, B)
+    delta = np.stack([obs, bkg, bkg, bkg], axis=1)
+    converged = np.ones_like(delta, bool)
+    converged[::50, 0] = False  # failed labels are left out of training
+    zeros = np.zeros(rows, int)
+    meta = {
+        "signal_regions": ["SRA", "SRB"],
+        "signal_nbins": [1, 1],
+        "expectations": list(EXPECTATIONS),
+        "seed": seed,
+        "poi": {"name": "mu", "bounds": [0.0, 10.0]},
+        "workspace": {"source": "synthetic", "sha256": "ab" * 32},
+        # the sampler's yield space: its lower bound is -(1 - margin) b
+        "space": {"lower": (-0.95 * B).tolist(), "scale": np.sqrt(B).tolist()},
+        "settings": {"lower_margin": 0.05},
+    }
+    return YieldDataset(
+        signal=s,
+        delta=delta,
+        nll=20.0 - delta,
+        converged=converged,
+        target=zeros,
+        chain=zeros,
+        step=zeros,
+        diverging=zeros.astype(bool),
+        accept_prob=np.ones(rows),
+        meta=meta,
+        folder=Path("synthetic"),
+    )
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return synthetic()
+
+
+@pytest.fixture(scope="module")
+def trained(dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("surrogate")
+    return train(dataset, out, FAST, expectations=LEARNED, progress=False), out
+
+
+def test_architecture_and_params():
+    arch = Architecture(nin=3, widths=(8, 4), nout=2)
+    params = init_params(arch, 0)
+    assert sorted(params) == ["dense0", "dense1", "dense2"]
+    assert param_count(params) == 3 * 8 + 8 + 8 * 4 + 4 + 4 * 2 + 2
+    assert apply(arch, params, jnp.ones((5, 3))).shape == (5, 2)
+    assert Architecture.from_json(arch.to_json()) == arch
+    with pytest.raises(ValueError, match="activation"):
+        Architecture(nin=1, widths=(4,), activation="relu6")
+    with pytest.raises(ValueError, match="hidden"):
+        Architecture(nin=1, widths=())
+
+
+def test_settings_are_checked():
+    with pytest.raises(InputError, match="ensemble"):
+        TrainSettings(trials=2, ensemble=3)
+    with pytest.raises(InputError, match="split"):
+        TrainSettings(split=(0.5, 0.5, 0.5))
+
+
+def test_split_is_seeded_and_disjoint():
+    a = split_indices(1000, (0.6, 0.2, 0.2), seed=3)
+    b = split_indices(1000, (0.6, 0.2, 0.2), seed=3)
+    assert [len(p) for p in a] == [600, 200, 200]
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert len(np.unique(np.concatenate(a))) == 1000
+    assert not np.array_equal(a[2], split_indices(1000, seed=4)[2])
+
+
+def test_learns_delta(trained, dataset):
+    """On held-out yields the ensemble reproduces the exact Delta: -2 Delta within
+    0.1 for 99% of test rows in the inference band (-2 Delta <= 10; measured
+    0.03-0.05 with this CI-sized budget), and Delta(0) is zero to float32
+    round-off."""
+    sur, _ = trained
+    m = sur.meta["metrics"]
+    assert set(m) == set(LEARNED)
+    for name in LEARNED:
+        assert m[name]["band_rows"] > 100
+        assert m[name]["band_q_err_p99"] < 0.1, (name, m[name])
+        assert m[name]["nll_mape"] < 1.0
+    assert m["observed"]["rows"] < m["aposteriori"]["rows"]  # failed fits left out
+    test = split_indices(len(dataset), FAST.split, FAST.seed)[2]
+    s = dataset.signal[test]
+    band = -2 * exact_delta(s, N_OBS) <= 10
+    err = np.abs(2 * (np.asarray(sur.delta(s, "observed")) - exact_delta(s, N_OBS)))
+    assert np.quantile(err[band], 0.99) < 0.1
+    assert np.abs(np.asarray(sur.delta(np.zeros(2)))).max() < 1e-5
+    members = sur.meta["ensembles"][0]
+    assert 1 <= len(members) <= FAST.ensemble
+    assert all(m["best_val"] <= 2 * members[0]["best_val"] for m in members)
+
+
+def test_inference_on_surrogate(trained):
+    """dl.hypotest and dl.upper_limit run on a surrogate's Likelihood; the batched
+    helpers agree with them; the limit is differentiable in the yields; and the
+    CLs values agree with those of the closed-form likelihood."""
+    sur, _ = trained
+    s = np.array([[3.0, 4.0], [6.0, 2.0], [1.0, 1.0]])
+    batch_h = hypotest(sur, s, 1.0)
+    batch_l = upper_limit(sur, s)
+    for i in range(1):  # one is enough (each runs uncompiled, op by op)
+        lik = sur.likelihood(s[i])
+        one = dl.hypotest(1.0, lik)
+        # the same network evaluated in a batch or alone: float32 round-off
+        np.testing.assert_allclose(one.cls, batch_h.cls[i], rtol=1e-6)
+        np.testing.assert_allclose(
+            dl.upper_limit(lik).mu_up, batch_l.mu_up[i], rtol=1e-6
+        )
+    # muhat from the gradient bracket equals the best of a dense scan
+    lik = sur.likelihood(s[0])
+    grid = np.linspace(0.0, 10.0, 20001)
+    scan = grid[np.argmin(jax.vmap(lik.nll)(jnp.asarray(grid)))]
+    assert abs(float(lik.fit()[0]) - scan) < 1e-3
+
+    # CLs of the closed form: qtilde with the Asimov (background) likelihood
+    def q(mu, n):
+        muhat = max_mu(n)
+        return 2 * (max(exact_delta(muhat * s[0], n), 0) - exact_delta(mu * s[0], n))
+
+    from scipy.stats import norm
+
+    qmu, qa = q(1.0, N_OBS), q(1.0, B)
+    clsb = (
+        norm.sf(np.sqrt(qmu)) if qmu <= qa else norm.sf((qmu + qa) / (2 * np.sqrt(qa)))
+    )
+    clb = (
+        norm.cdf(np.sqrt(qa) - np.sqrt(qmu))
+        if qmu <= qa
+        else norm.sf((qmu - qa) / (2 * np.sqrt(qa)))
+    )
+    assert abs(float(batch_h.cls[0]) - clsb / clb) < 0.01
+    grad = jax.grad(lambda y: dl.upper_limit(sur.likelihood(y)).mu_up)(
+        jnp.asarray(s[0])
+    )
+    assert np.all(np.asarray(grad) < 0)  # more signal, a lower limit
+    with pytest.raises(InputError, match="mu = 0"):
+        dl.hypotest(1.0, sur.likelihood(s[0]), test_stat="q0")
+
+
+def max_mu(n):
+    """The closed form's muhat along s[0] = (3, 4) within [0, 10], by scan."""
+    grid = np.linspace(0, 10, 100001)
+    s = np.array([3.0, 4.0])
+    return grid[np.argmax(exact_delta(grid[:, None] * s, n))]
+
+
+def test_bad_inputs(trained, tmp_path):
+    sur, _ = trained
+    with pytest.raises(InputError, match="last axis of 2"):
+        sur.delta(np.zeros(3))
+    with pytest.raises(InputError, match="no network"):
+        sur.likelihood(np.zeros(2), "observed_asimov")
+    with pytest.raises(InputError, match="no surrogate"):
+        load_folder(tmp_path)
+
+
+def test_folder_round_trip(trained):
+    sur, out = trained
+    again = load(out)
+    s = np.random.default_rng(1).standard_normal((50, 2)) * 4
+    np.testing.assert_array_equal(np.asarray(again.delta(s)), np.asarray(sur.delta(s)))
+    assert again.meta["workspace"]["sha256"] == "ab" * 32
+    assert (
+        json.loads((out / "surrogate.json").read_text())["format"]
+        == "difflike-surrogate/1"
+    )
+
+
+def test_onnx_round_trip(trained, tmp_path):
+    """ONNX output equals the JAX surrogate to float32 round-off; metadata describe
+    it; the weights read back give the same JAX surrogate; and the file evaluates
+    with numpy and onnxruntime alone (JAX blocked from importing)."""
+    sur, _ = trained
+    path = export(sur, tmp_path / "sur.onnx")
+    onnx_sur = load(path)
+    assert onnx_sur.signal_regions == ("SRA", "SRB")
+    assert onnx_sur.expectations == LEARNED
+    assert onnx_sur.meta["workspace"]["sha256"] == "ab" * 32
+    assert "metrics" in onnx_sur.meta and "settings" in onnx_sur.meta
+    s = np.random.default_rng(2).standard_normal((200, 2)) * 5
+    ours = np.asarray(sur.delta(s))
+    np.testing.assert_allclose(onnx_sur.delta(s), ours, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        onnx_sur.delta(s, "aposteriori"), ours[:, 1], rtol=1e-5, atol=1e-5
+    )
+    back = onnx_sur.to_jax()
+    np.testing.assert_array_equal(np.asarray(back.delta(s)), ours)
+    script = textwrap.dedent(
+        f"""
+        import sys, json
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in ("jax", "jaxlib", "difflike", "flax"):
+                    raise ImportError("blocked: " + name)
+        sys.meta_path.insert(0, Block())
+        import numpy as np, onnxruntime as ort
+        sess = ort.InferenceSession({str(path)!r}, providers=["CPUExecutionProvider"])
+        meta = sess.get_modelmeta().custom_metadata_map
+        out, = sess.run(None, {{"signal": np.array([[1.0, 2.0]], np.float32)}})
+        print(json.dumps({{"delta": out.tolist(), "regions": json.loads(meta["signal_regions"])}}))
+        """
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    got = json.loads(run.stdout)
+    assert got["regions"] == ["SRA", "SRB"]
+    np.testing.assert_allclose(
+        got["delta"][0], np.asarray(sur.delta(np.array([1.0, 2.0]))), atol=1e-5
+    )
+
+
+def test_training_resumes(dataset, tmp_path, monkeypatch):
+    """A training killed mid-candidate and started again ends with the same
+    surrogate as an uninterrupted one: finished candidates are not retrained, the
+    interrupted one resumes from its Orbax checkpoint."""
+    settings = TrainSettings(
+        widths=(16,),
+        max_epochs=12,
+        patience=20,
+        trials=2,
+        ensemble=1,
+        checkpoint_every=5,
+    )
+    small = synthetic(rows=300, seed=1)
+    whole = train(small, tmp_path / "whole", settings, progress=False)
+
+    calls = {"n": 0}
+
+    class Killer:
+        def update(self, _):
+            calls["n"] += 1
+            if calls["n"] == 12 + 7:  # second candidate, epoch 7 (checkpoint at 5)
+                raise KeyboardInterrupt
+
+        def set_postfix(self, **_):
+            pass
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(train_module, "_bar", lambda *a, **k: Killer())
+    with pytest.raises(KeyboardInterrupt):
+        train(small, tmp_path / "cut", settings, progress=True)
+    ledger = json.loads((tmp_path / "cut" / "trials.json").read_text())
+    assert list(ledger["trials"]) == ["net0-trial0"]
+    monkeypatch.undo()
+    resumed = train(small, tmp_path / "cut", settings, progress=False)
+    s = small.signal[:20]
+    np.testing.assert_array_equal(
+        np.asarray(resumed.delta(s)), np.asarray(whole.delta(s))
+    )
+    with pytest.raises(InputError, match="other settings"):
+        train(
+            small, tmp_path / "cut", TrainSettings(max_epochs=13, trials=2, ensemble=1)
+        )
+
+
+def _write(ds: YieldDataset, folder: Path) -> Path:
+    """``ds`` as a dataset folder, in the format ``difflike sample`` writes."""
+    from difflike.sample import _dataset
+
+    folder.mkdir(parents=True)
+    rows = {k: getattr(ds, k) for k in _dataset.ROW_FIELDS}
+    digest = _dataset.write_npz(folder / "chunk-00000.npz", rows)
+    meta = dict(ds.meta, format=_dataset.FORMAT, version=_dataset.VERSION)
+    meta["chunks"] = [{"file": "chunk-00000.npz", "sha256": digest, "rows": len(ds)}]
+    _dataset.write_sidecar(folder, meta)
+    return folder
+
+
+def test_cli_train_export_cls_limit(tmp_path, capsys):
+    """difflike train (a dataset folder), export (ONNX), then cls and limit with
+    --surrogate: tables on stdout, JSON with --json; a workspace and --surrogate
+    together are refused."""
+    from difflike.cli import main
+
+    data = _write(synthetic(rows=1500, seed=5), tmp_path / "data")
+    out = tmp_path / "sur"
+    args = [
+        "train",
+        str(data),
+        "--out",
+        str(out),
+        "--widths",
+        "32",
+        "32",
+        "--epochs",
+        "80",
+    ]
+    assert main([*args, "--trials", "1", "--ensemble", "1", "--quiet"]) == 0
+    table = capsys.readouterr().out
+    assert "observed_asimov" in table and "NLL MAPE" in table
+    assert main(["export", str(out), "--out", str(tmp_path / "s.onnx")]) == 0
+    capsys.readouterr()
+    for path in (str(out), str(tmp_path / "s.onnx")):
+        assert main(["cls", "--surrogate", path, "--yields", "3", "4", "--json"]) == 0
+        got = json.loads(capsys.readouterr().out)
+        assert (
+            0 < got["results"][0]["cls"] < 1 and len(got["results"][0]["cls_exp"]) == 5
+        )
+    assert main(["limit", "--surrogate", str(out), "--yields", "3", "4"]) == 0
+    assert "observed" in capsys.readouterr().out
+    ws = str(dl.example_workspace())
+    assert main(["cls", ws, "--surrogate", str(out), "--yields", "1", "2"]) == 2
+    assert "replaces the workspace" in capsys.readouterr().err
