@@ -135,6 +135,10 @@ class SurrogateLikelihood:
     def profile(self, mu: Array, fixed: Array) -> tuple[Array, Array, Array]:
         """``(poi, nll, ok)``: ``nll(mu)`` where ``fixed``, else the global fit."""
         mu = jnp.asarray(mu, jnp.float64)
+        if not isinstance(fixed, jax.core.Tracer) and bool(np.all(fixed)):
+            # a fixed-mu fit is one evaluation: skip the global fit's scan
+            value = self.nll(mu)
+            return mu, value, jnp.isfinite(value)
         muhat, nll_hat = self.fit()
         fixed = jnp.asarray(fixed, bool)
         poi = jnp.where(fixed, mu, muhat)
