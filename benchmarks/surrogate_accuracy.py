@@ -59,7 +59,7 @@ def main() -> None:
     if patchset is None:
         patchset = (
             dl.example_patchset()
-            if source == Path(dl.example_workspace())
+            if source.name == Path(dl.example_workspace()).name
             else source.parent / "patchset.json.gz"
         )
     regions = list(sur.signal_regions)

@@ -55,7 +55,7 @@ def example_surrogate(folder: Path) -> Path:
     model, data = dl.load(dl.example_workspace(), signal_regions=["SR_low", "SR_high"])
     log("sampling 2,000 labelled yields of the built-in example ...")
     settings = SamplerSettings(chains_per_target=2, num_warmup=50, steps_per_chunk=50)
-    sample(model, data, 2000, folder / "data", settings, progress=True)
+    sample(model, data, 2000, folder / "data", settings=settings, progress=True)
     log("training a small surrogate ...")
     fast = TrainSettings(widths=(64, 64), max_epochs=100, trials=1, ensemble=1)
     train(folder / "data", folder / "sur", fast)
