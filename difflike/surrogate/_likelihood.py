@@ -59,14 +59,17 @@ class SurrogateLikelihood:
     """The :class:`~difflike.infer.Likelihood` of a surrogate at yields ``signal``.
 
     Attributes:
-        nets: the surrogate's networks.
+        nets: the networks of this expectation and of its Asimov version only
+            (:meth:`~difflike.surrogate.SurrogateNets.select`).
+        offset: their raw outputs at zero yields, ``(nout,)`` (computed once).
         signal: signal yields at ``mu = 1``, ``(nsignal,)``.
-        head: output (expectation) this likelihood reads, ``()`` int.
+        head: output (of ``nets``) this likelihood reads, ``()`` int.
         asimov_head: output of its Asimov version (-1: none learned), ``()`` int.
         lo, hi: the POI's bounds, ``()`` each.
     """
 
     nets: SurrogateNets
+    offset: Float[Array, " nout"]
     signal: Float[Array, " nsignal"]
     head: Int[Array, ""]
     asimov_head: Int[Array, ""]
@@ -90,19 +93,27 @@ class SurrogateLikelihood:
                 got=tuple(signal.shape),
             )
         lo, hi = surrogate.poi_bounds
+        wanted = (head, surrogate.index(asimov[0])) if asimov else (head,)
+        wanted = tuple(dict.fromkeys(wanted))  # the Asimov data may be the same
+        nets = surrogate.nets.select(wanted)
         return cls(
-            nets=surrogate.nets,
+            nets=nets,
+            offset=nets.raw(jnp.zeros(surrogate.nsignal)),
             signal=signal,
-            head=jnp.asarray(head),
-            asimov_head=jnp.asarray(surrogate.index(asimov[0]) if asimov else -1),
+            head=jnp.asarray(0),
+            asimov_head=jnp.asarray(
+                wanted.index(surrogate.index(asimov[0])) if asimov else -1
+            ),
             lo=jnp.asarray(lo, jnp.float64),
             hi=jnp.asarray(hi, jnp.float64),
             expectation=expectation if asimov else f"{expectation} (no Asimov network)",
         )
 
     def nll(self, mu: Float[Array, ""]) -> Array:
-        """:math:`-\\Delta_e(\\mu s)`, ``()``."""
-        return -jnp.take(self.nets.delta(mu * self.signal), self.head)
+        r""":math:`-\Delta_e(\mu s)`, ``()``."""
+        raw = self.nets.raw(mu * self.signal) - self.offset
+        value = jnp.take(raw * self.nets.y_scale, self.head)
+        return -value.astype(jnp.float64)
 
     def fit(self) -> tuple[Array, Array]:
         """``(muhat, nll)``: the global fit within the POI's bounds (module doc)."""

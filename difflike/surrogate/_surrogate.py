@@ -56,7 +56,8 @@ class SurrogateNets:
         background: post-fit background per signal bin (the scale of the
             logarithmic features), ``(nsignal,)`` float32.
         archs: per network, per member, its :class:`Architecture` (static).
-        heads: per network, the expectation index of each of its outputs (static).
+        heads: per network, the expectation index of each of its outputs, -1 for
+            an output not used (static).
         nexpect: number of expectations (static).
         log_features: whether the inputs include :math:`\\ln(1 + s/b)` (static).
     """
@@ -79,8 +80,31 @@ class SurrogateNets:
         for params, archs, heads in zip(self.params, self.archs, self.heads):
             out = sum(apply(a, p, x) for a, p in zip(archs, params)) / len(params)
             for k, e in enumerate(heads):
-                cols[e] = out[..., k]
+                if e >= 0:  # -1: an output this selection does not use
+                    cols[e] = out[..., k]
         return jnp.stack(cols, axis=-1)
+
+    def select(self, expectations: tuple[int, ...]) -> SurrogateNets:
+        """Only the networks behind the outputs ``expectations`` (indices), whose
+        outputs become ``0, 1, ...`` in that order: evaluating it skips the rest."""
+        params, archs, heads = [], [], []
+        for p, a, h in zip(self.params, self.archs, self.heads):
+            new = tuple(expectations.index(e) if e in expectations else -1 for e in h)
+            if any(k >= 0 for k in new):
+                params.append(p)
+                archs.append(a)
+                heads.append(new)
+        return SurrogateNets(
+            params=tuple(params),
+            x_shift=self.x_shift,
+            x_scale=self.x_scale,
+            y_scale=self.y_scale[jnp.asarray(expectations)],
+            background=self.background,
+            archs=tuple(archs),
+            heads=tuple(heads),
+            nexpect=len(expectations),
+            log_features=self.log_features,
+        )
 
     def delta(self, s: Float[ArrayLike, "*b nsignal"]) -> Float[Array, "*b nexpect"]:
         """:math:`\\Delta_e(s)` of every expectation, ``(*b, nexpect)`` float64."""
