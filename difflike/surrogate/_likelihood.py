@@ -36,6 +36,13 @@ from jaxtyping import Array, Float, Int
 
 from difflike._pytree import pytree_dataclass, replace, static
 from difflike.errors import InputError
+from difflike.infer._asymptotic import (
+    HypotestDetails,
+    LimitDetails,
+    _check_statistic,
+    hypotest_one,
+    upper_limit_one,
+)
 from difflike.surrogate._surrogate import Surrogate, SurrogateNets
 
 __all__ = ["SurrogateLikelihood", "asimov_expectations"]
@@ -66,6 +73,9 @@ class SurrogateLikelihood:
         head: output (of ``nets``) this likelihood reads, ``()`` int.
         asimov_head: output of its Asimov version (-1: none learned), ``()`` int.
         lo, hi: the POI's bounds, ``()`` each.
+        expectation: the expectation this likelihood reads (static).
+        asimov_expectation: the one its Asimov version reads, ``None`` where the
+            surrogate has no network for it (static).
     """
 
     nets: SurrogateNets
@@ -76,6 +86,7 @@ class SurrogateLikelihood:
     lo: Float[Array, ""]
     hi: Float[Array, ""]
     expectation: str = static()
+    asimov_expectation: str | None = static(default=None)
 
     @classmethod
     def create(
@@ -106,7 +117,8 @@ class SurrogateLikelihood:
             ),
             lo=jnp.asarray(lo, jnp.float64),
             hi=jnp.asarray(hi, jnp.float64),
-            expectation=expectation if asimov else f"{expectation} (no Asimov network)",
+            expectation=expectation,
+            asimov_expectation=asimov[0] if asimov else None,
         )
 
     def nll(self, mu: Float[Array, ""]) -> Array:
@@ -135,8 +147,9 @@ class SurrogateLikelihood:
         muhat = lax.stop_gradient(0.5 * (a + b))
         # the scan's best point guards against a bracket around a local maximum
         best = lax.stop_gradient(grid[k])
-        muhat = jnp.where(self.nll(muhat) <= values[k], muhat, best)
-        return muhat, self.nll(muhat)
+        value = self.nll(muhat)
+        better = value <= values[k]
+        return jnp.where(better, muhat, best), jnp.where(better, value, values[k])
 
     # ---- the Likelihood protocol -------------------------------------------
 
@@ -165,13 +178,11 @@ class SurrogateLikelihood:
                 "qtilde and q; not q0)",
                 got=mu,
             )
-        if "no Asimov network" in self.expectation:
+        if self.asimov_expectation is None:
             raise InputError(
                 "this surrogate has no network for the Asimov data of this expectation",
-                got=self.expectation.split(" (")[0],
-                expected=" or ".join(
-                    asimov_expectations(self.expectation.split(" (")[0])
-                ),
+                got=self.expectation,
+                expected=" or ".join(asimov_expectations(self.expectation)),
             )
         return replace(self, head=self.asimov_head)
 
@@ -179,20 +190,36 @@ class SurrogateLikelihood:
 # ---- batched inference on a surrogate ---------------------------------------
 
 
-def _batched(fn, surrogate: Surrogate, signal, expectation: str):
-    """``fn(lik)`` for every yield vector of ``signal`` (``(*b, nsignal)``), one
-    compiled, vectorised call; outputs get the leading ``*b`` axes."""
+def _prepare(surrogate: Surrogate, signal, expectation: str):
+    """``(lik, flat, batch)``: a likelihood to vary the signal of, the yields as
+    ``(n, nsignal)``, and their batch shape."""
     signal = surrogate._signal(jnp.asarray(signal, jnp.float64))
-    batch = signal.shape[:-1]
     flat = signal.reshape(-1, signal.shape[-1])
-    lik = SurrogateLikelihood.create(surrogate, flat[0], expectation)
-    out = _vmapped(fn, lik, flat)
+    return (
+        SurrogateLikelihood.create(surrogate, flat[0], expectation),
+        flat,
+        signal.shape[:-1],
+    )
+
+
+def _with_batch(out, batch):
     return jax.tree.map(lambda x: x.reshape(*batch, *x.shape[1:]), out)
 
 
-@partial(jax.jit, static_argnums=0)
-def _vmapped(fn, lik: SurrogateLikelihood, flat):
-    return jax.vmap(lambda s: fn(replace(lik, signal=s)))(flat)
+@partial(jax.jit, static_argnames=("test_stat",))
+def _hypotest_batch(lik: SurrogateLikelihood, flat, mu, *, test_stat):
+    def one(s):
+        return tuple(hypotest_one(mu, replace(lik, signal=s), test_stat))
+
+    return jax.vmap(one)(flat)
+
+
+@partial(jax.jit, static_argnames=("alpha", "test_stat", "rtol"))
+def _limit_batch(lik: SurrogateLikelihood, flat, *, alpha, test_stat, rtol):
+    def one(s):
+        return tuple(upper_limit_one(replace(lik, signal=s), alpha, test_stat, rtol))
+
+    return jax.vmap(one)(flat)
 
 
 def hypotest(
@@ -202,26 +229,15 @@ def hypotest(
     *,
     expectation: str = "observed",
     test_stat: str = "qtilde",
-):
+) -> HypotestDetails:
     """``dl.hypotest(mu, ...)`` on the surrogate at every yield vector of ``signal``
-    (``(*b, nsignal)``): :class:`~difflike.infer.HypotestDetails` with ``(*b,)``
-    leading axes."""
-    from difflike.infer._asymptotic import (
-        HypotestDetails,
-        _check_statistic,
-        hypotest_one,
-    )
-
+    (``(*b, nsignal)``), one compiled, vectorised call:
+    :class:`~difflike.infer.HypotestDetails` with ``(*b,)`` leading axes."""
     _check_statistic(test_stat)
-    mu = float(mu)
-    return HypotestDetails(
-        *_batched(
-            _Bound(hypotest_one, (mu,), {"test_stat": test_stat}, swap=True),
-            surrogate,
-            signal,
-            expectation,
-        )
-    )
+    lik, flat, batch = _prepare(surrogate, signal, expectation)
+    mu = jnp.asarray(mu, jnp.float64)
+    out = _hypotest_batch(lik, flat, mu, test_stat=test_stat)
+    return HypotestDetails(*_with_batch(out, batch))
 
 
 def upper_limit(
@@ -232,45 +248,15 @@ def upper_limit(
     expectation: str = "observed",
     test_stat: str = "qtilde",
     rtol: float = 1e-7,
-):
+) -> LimitDetails:
     """``dl.upper_limit`` on the surrogate at every yield vector of ``signal``
-    (``(*b, nsignal)``): :class:`~difflike.infer.LimitDetails` with ``(*b,)``
-    leading axes."""
-    from difflike.infer._asymptotic import (
-        LimitDetails,
-        _check_statistic,
-        upper_limit_one,
-    )
-
+    (``(*b, nsignal)``), one compiled, vectorised call:
+    :class:`~difflike.infer.LimitDetails` with ``(*b,)`` leading axes."""
     _check_statistic(test_stat)
     if not 0.0 < cl < 1.0:
         raise InputError("cl must lie strictly between 0 and 1", got=cl)
-    fn = _Bound(upper_limit_one, (float(1.0 - cl), test_stat, float(rtol)), {})
-    return LimitDetails(*_batched(fn, surrogate, signal, expectation))
-
-
-class _Bound:
-    """A hashable partial application (a static argument of the jitted map)."""
-
-    def __init__(self, fn, args, kwargs, swap=False):
-        self.fn, self.args, self.kwargs, self.swap = (
-            fn,
-            args,
-            tuple(kwargs.items()),
-            swap,
-        )
-
-    def __call__(self, lik):
-        kwargs = dict(self.kwargs)
-        if self.swap:  # hypotest_one(mu, lik, test_stat)
-            return tuple(self.fn(*self.args, lik, **kwargs))
-        return tuple(self.fn(lik, *self.args, **kwargs))
-
-    def _key(self):
-        return (self.fn, self.args, self.kwargs, self.swap)
-
-    def __hash__(self):
-        return hash(self._key())
-
-    def __eq__(self, other):
-        return isinstance(other, _Bound) and self._key() == other._key()
+    lik, flat, batch = _prepare(surrogate, signal, expectation)
+    out = _limit_batch(
+        lik, flat, alpha=float(1.0 - cl), test_stat=test_stat, rtol=float(rtol)
+    )
+    return LimitDetails(*_with_batch(out, batch))

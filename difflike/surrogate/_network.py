@@ -25,10 +25,19 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 from jaxtyping import Array, Float
 
-__all__ = ["MLP", "Architecture", "apply", "init_params", "param_count"]
+__all__ = [
+    "MLP",
+    "Architecture",
+    "apply",
+    "flatten_params",
+    "init_params",
+    "param_count",
+    "unflatten_params",
+]
 
 Params = dict[str, Any]
 
@@ -127,3 +136,23 @@ def apply(arch: Architecture, params: Params, x: Float[Array, "*b nin"]) -> Arra
 def param_count(params: Params) -> int:
     """Number of trainable numbers in ``params``."""
     return int(sum(x.size for x in jax.tree.leaves(params)))
+
+
+def flatten_params(params: Params, prefix: str = "") -> dict[str, np.ndarray]:
+    """``params`` by flat names ``{prefix}dense0/kernel`` ... (for ``.npz`` and ONNX)."""
+    return {
+        f"{prefix}{layer}/{leaf}": np.asarray(value)
+        for layer, leaves in params.items()
+        for leaf, value in leaves.items()
+    }
+
+
+def unflatten_params(arrays, arch: Architecture, prefix: str = "") -> Params:
+    """The inverse of :func:`flatten_params` for a network ``arch`` (float32)."""
+    return {
+        f"dense{k}": {
+            leaf: jnp.asarray(arrays[f"{prefix}dense{k}/{leaf}"], jnp.float32)
+            for leaf in ("kernel", "bias")
+        }
+        for k in range(len(arch.widths) + 1)
+    }

@@ -36,7 +36,13 @@ from jaxtyping import Array, ArrayLike, Float
 from difflike._pytree import pytree_dataclass, static
 from difflike._version import __version__
 from difflike.errors import InputError
-from difflike.surrogate._network import Architecture, Params, apply
+from difflike.surrogate._network import (
+    Architecture,
+    Params,
+    apply,
+    flatten_params,
+    unflatten_params,
+)
 
 __all__ = ["FORMAT", "Surrogate", "SurrogateNets", "features", "load_folder"]
 
@@ -226,9 +232,7 @@ class Surrogate:
         }
         for i, members in enumerate(self.nets.params):
             for j, params in enumerate(members):
-                for layer, leaves in params.items():
-                    for leaf, value in leaves.items():
-                        out[f"net{i}/member{j}/{layer}/{leaf}"] = np.asarray(value)
+                out |= flatten_params(params, f"net{i}/member{j}/")
         return out
 
     def save(self, folder: str | os.PathLike) -> Path:
@@ -255,14 +259,7 @@ class Surrogate:
             members, member_archs = [], []
             for j, a in enumerate(net["members"]):
                 arch = Architecture.from_json(a)
-                layers = {}
-                for k in range(len(arch.widths) + 1):
-                    prefix = f"net{i}/member{j}/dense{k}"
-                    layers[f"dense{k}"] = {
-                        leaf: jnp.asarray(arrays[f"{prefix}/{leaf}"], jnp.float32)
-                        for leaf in ("kernel", "bias")
-                    }
-                members.append(layers)
+                members.append(unflatten_params(arrays, arch, f"net{i}/member{j}/"))
                 member_archs.append(arch)
             params.append(tuple(members))
             archs.append(tuple(member_archs))

@@ -54,7 +54,14 @@ from jax import lax
 from difflike._files import atomic_write
 from difflike._version import __version__
 from difflike.errors import InputError
-from difflike.surrogate._network import Architecture, Params, apply, init_params
+from difflike.surrogate._network import (
+    Architecture,
+    Params,
+    apply,
+    flatten_params,
+    init_params,
+    unflatten_params,
+)
 
 __all__ = ["TrainSettings", "split_indices", "train", "train_network"]
 
@@ -359,22 +366,6 @@ def _bar(total: int, initial: int, desc: str, progress: bool):
 # ---- a whole surrogate -----------------------------------------------------
 
 
-def _flat(params: Params) -> dict[str, np.ndarray]:
-    return {
-        f"{layer}/{leaf}": np.asarray(v)
-        for layer, d in params.items()
-        for leaf, v in d.items()
-    }
-
-
-def _unflat(arrays) -> Params:
-    out: dict[str, dict[str, Any]] = {}
-    for name in arrays.files if hasattr(arrays, "files") else arrays:
-        layer, leaf = name.split("/")
-        out.setdefault(layer, {})[leaf] = jnp.asarray(arrays[name], jnp.float32)
-    return out
-
-
 def train(
     dataset,
     out: str | os.PathLike,
@@ -469,7 +460,7 @@ def train(
         w = np.min(band_weights(delta[np.ix_(r, heads)], settings.band), axis=1)
         return x_all[r], y_all[np.ix_(r, heads)], w.astype(np.float32)
 
-    params_all, archs_all = [], []
+    params_all, archs_all, ensembles = [], [], []
     for g, heads in enumerate(groups):
         tr, va = rows(parts[0], list(heads)), rows(parts[1], list(heads))
         if len(tr[0]) < 2 or len(va[0]) < 1:
@@ -509,7 +500,7 @@ def train(
                 progress=progress,
                 desc=f"{'+'.join(names[h] for h in heads)} {t + 1}/{settings.trials}",
             )
-            flat = _flat(params)
+            flat = flatten_params(params)
             path = out / f"{tag}.npz"
             atomic_write(path, lambda f, flat=flat: np.savez(f, **flat))
             record |= {
@@ -529,11 +520,13 @@ def train(
         kept = _ensemble(done, settings.ensemble)
         members, archs = [], []
         for r in kept:
+            arch = Architecture.from_json(r["arch"])
             with np.load(out / f"net{g}-trial{r['trial']}.npz") as z:
-                members.append(_unflat(z))
-            archs.append(Architecture.from_json(r["arch"]))
+                members.append(unflatten_params(z, arch))
+            archs.append(arch)
         params_all.append(tuple(members))
         archs_all.append(tuple(archs))
+        ensembles.append(kept)
 
     nets = SurrogateNets(
         params=tuple(params_all),
@@ -562,26 +555,7 @@ def train(
             },
             "settings": settings.to_json(),
             "ensembles": [
-                [
-                    {
-                        k: r[k]
-                        for k in (
-                            "trial",
-                            "candidate",
-                            "best_val",
-                            "best_epoch",
-                            "epochs",
-                        )
-                    }
-                    for r in _ensemble(
-                        sorted(
-                            (r for r in ledger["trials"].values() if r["net"] == g),
-                            key=lambda r: r["best_val"],
-                        ),
-                        settings.ensemble,
-                    )
-                ]
-                for g in range(len(groups))
+                [{k: r[k] for k in ENSEMBLE_FIELDS} for r in kept] for kept in ensembles
             ],
             "difflike_version": __version__,
         },
@@ -601,6 +575,8 @@ def train(
     return surrogate
 
 
+#: what the surrogate's metadata records of each ensemble member
+ENSEMBLE_FIELDS = ("trial", "candidate", "best_val", "best_epoch", "epochs")
 #: ensemble members' validation loss at most this multiple of the best one's
 ENSEMBLE_TOLERANCE = 2.0
 

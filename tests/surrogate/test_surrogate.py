@@ -319,6 +319,9 @@ def test_training_resumes(dataset, tmp_path, monkeypatch):
     calls = {"n": 0}
 
     class Killer:
+        """Stands in for the progress bar: interrupts training at a chosen epoch
+        (update is called once per epoch; the rest of a bar's calls do nothing)."""
+
         def update(self, _):
             calls["n"] += 1
             if calls["n"] == 12 + 7:  # second candidate, epoch 7 (checkpoint at 5)
