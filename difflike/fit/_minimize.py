@@ -21,8 +21,8 @@ values in Python.
 
 Status codes (:data:`STATUS_MESSAGES`): 0 converged; 1 converged to round-off (no
 step lowers ``f`` and the decrement is below ``sqrt(tol)``); 2 the iteration cap was
-reached; 3 stalled (no step lowers ``f`` though the decrement is large); 4 ``f`` is
-not finite at the starting point.
+reached; 3 stalled (no step lowers ``f`` though the decrement is large); 4 ``f`` or its
+gradient is not finite at the starting point.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ STATUS_MESSAGES = {
     1: "converged to round-off: no step lowers the objective further",
     2: "not converged: iteration limit reached",
     3: "not converged: no step lowers the objective, but the gradient is not small",
-    4: "not converged: the objective is not finite at the starting point",
+    4: "not converged: the objective or its gradient is not finite at the starting point",
 }
 _RUNNING = -1
 _LAMBDA_MAX = 1e12
@@ -56,7 +56,9 @@ class MinimizeResult(NamedTuple):
     Attributes:
         x: the minimiser, ``(n,)``.
         fun: ``f`` there, ``()``.
-        grad: the gradient there, ``(n,)``.
+        grad: the gradient at the last point where derivatives were taken, ``(n,)``:
+            ``x`` itself, or the point one final polishing step before it (a step
+            that changed ``f`` by round-off only).
         free: coordinates free at the solution (not fixed, not pinned at a bound), ``(n,)``.
         status: see :data:`STATUS_MESSAGES`, ``()`` int.
         nit: iterations (accepted and rejected steps), ``()`` int.
@@ -75,8 +77,12 @@ class MinimizeResult(NamedTuple):
 class _State(NamedTuple):
     x: Array
     f: Array
-    g: Array
-    h: Array
+    x_prev: Array  # the point before the last move, and f there
+    f_prev: Array
+    g: Array  # gradient where the last derivatives were taken
+    mask: Array  # free set of the last iteration
+    dx: Array  # the last move (0 if the step was rejected), on that free set
+    keep_s: Array  # whether the last iteration's model h + s was positive definite
     s: Array  # learned correction to h (see the loop body)
     lam: Array
     nit: Array
@@ -104,16 +110,24 @@ def _curvature(fun, x, d, args):
 
 
 def _solve(h, g, mask, lam):
-    """``(H_FF + lam D) d_F = -g_F`` with ``d = 0`` off the free set; ``(d, ok)``."""
+    """``(H_FF + lam D) d_F = -g_F`` with ``d = 0`` off the free set; ``(d, ok)``.
+
+    ``lam`` may carry a leading axis (several dampings of one system: one compiled
+    solve, mapped); ``d`` and ``ok`` then carry it too.
+    """
     diag = jnp.abs(jnp.diagonal(h))
     floor = 1e-10 * (1.0 + jnp.max(jnp.where(mask, diag, 0.0)))
-    damping = lam * jnp.maximum(diag, floor)
     both = mask[:, None] & mask[None, :]
-    a = jnp.where(both, h, 0.0) + jnp.diag(jnp.where(mask, damping, 1.0))
+    a = jnp.where(both, h, 0.0)
     gm = jnp.where(mask, g, 0.0)
-    d = -symmetric_solve(a, gm)  # NaN where not positive definite
-    ok = jnp.all(jnp.isfinite(d))
-    return jnp.where(ok, d, 0.0), ok
+
+    def one(lam):
+        damping = lam * jnp.maximum(diag, floor)
+        d = -symmetric_solve(a + jnp.diag(jnp.where(mask, damping, 1.0)), gm)
+        ok = jnp.all(jnp.isfinite(d))  # NaN where not positive definite
+        return jnp.where(ok, d, 0.0), ok
+
+    return jnp.vectorize(one, signature="()->(n),()")(lam)
 
 
 def minimize(
@@ -155,17 +169,20 @@ def minimize(
 
     x0 = jnp.clip(jnp.asarray(x0, jnp.float64), lower, upper)
     f0 = fun(x0, *args)
-    g0, h0 = derivs(x0, *args)
-    finite0 = jnp.isfinite(f0) & jnp.all(jnp.isfinite(g0))
+    n = x0.shape[0]
     state = _State(
         x=x0,
         f=f0,
-        g=g0,
-        h=h0,
-        s=jnp.zeros_like(h0),
+        x_prev=x0,
+        f_prev=f0,
+        g=jnp.zeros_like(x0),
+        mask=jnp.zeros(n, bool),
+        dx=jnp.zeros_like(x0),
+        keep_s=jnp.asarray(False),
+        s=jnp.zeros((n, n), x0.dtype),
         lam=jnp.asarray(0.0),
         nit=jnp.asarray(0),
-        status=jnp.where(finite0, _RUNNING, 4),
+        status=jnp.where(jnp.isfinite(f0), _RUNNING, 4),
         decrement=jnp.asarray(jnp.inf),
     )
 
@@ -173,36 +190,52 @@ def minimize(
         return s.status == _RUNNING
 
     def body(s: _State) -> _State:
-        mask = free_set(s.x, s.g, lower, upper, free)
-        h_model = s.h + s.s
-        newton, newton_ok = _solve(h_model, s.g, mask, 0.0)
-        decrement = jnp.where(newton_ok, -jnp.dot(s.g, newton), jnp.inf)
-        converged = newton_ok & (0.5 * decrement <= tol)
-
-        # the damped system differs from Newton's only once a step was rejected
-        step, step_ok = lax.cond(
-            s.lam == 0.0,
-            lambda: (newton, newton_ok),
-            lambda: _solve(h_model, s.g, mask, s.lam),
+        # Derivatives are taken once per iteration, here, at the current point
+        # (one compiled copy: under vmap a conditional evaluation would cost the
+        # same, as both branches run).
+        g, h = derivs(s.x, *args)
+        g_ok = jnp.all(jnp.isfinite(g))
+        # An approximate Hessian (Gauss-Newton leaves out the residual term) can
+        # be far from the exact one along some directions, and convergence is
+        # then linear. The model h + s learns the missing part: after each
+        # accepted move dx, the secant condition (h(x_new) + s_new) dx = g_new - g
+        # fixes s_new by a symmetric rank-one update (structured quasi-Newton, as
+        # in NL2SOL). Where h + s stopped being positive definite, s is dropped.
+        miss = jnp.where(s.mask, (g - s.g) - (h + s.s) @ s.dx, 0.0)
+        denom = jnp.dot(miss, s.dx)
+        size = jnp.linalg.norm(miss) * jnp.linalg.norm(s.dx)
+        update = (s.nit > 0) & (jnp.abs(denom) > 1e-8 * size) & (size > 0)
+        correction = jnp.where(s.keep_s, s.s, 0.0) + jnp.where(
+            update, jnp.outer(miss, miss) / jnp.where(update, denom, 1.0), 0.0
         )
+
+        mask = free_set(s.x, g, lower, upper, free)
+        h_model = h + correction
+        # the Newton step and the damped one, solved together
+        steps, oks = _solve(h_model, g, mask, jnp.stack([jnp.zeros_like(s.lam), s.lam]))
+        newton, newton_ok = steps[0], oks[0]
+        step, step_ok = steps[1], oks[1]
+        decrement = jnp.where(newton_ok & g_ok, -jnp.dot(g, newton), jnp.inf)
+        converged = newton_ok & g_ok & (0.5 * decrement <= tol)
+
         # An approximate Hessian can overestimate the curvature along the step
         # (Gauss-Newton leaves out the residual term), which makes every step too
         # short and convergence slow. The exact curvature along the step (a
         # scalar, by forward-over-forward mode) gives the 1-D Newton length; both
         # the step and the lengthened one are tried and the better is kept.
         curvature = _curvature(fun, s.x, step, args)
-        slope = jnp.dot(s.g, step)
+        slope = jnp.dot(g, step)
         length = jnp.where(curvature > 0, -slope / curvature, 1.0)
         length = jnp.clip(jnp.where(jnp.isfinite(length), length, 1.0), 1e-3, 100.0)
         x_one = jnp.clip(s.x + step, lower, upper)
         x_long = jnp.clip(s.x + length * step, lower, upper)
-        f_one, f_long = fun(x_one, *args), fun(x_long, *args)
+        f_one, f_long = jax.vmap(lambda x: fun(x, *args))(jnp.stack([x_one, x_long]))
         longer = jnp.isfinite(f_long) & (
             f_long < jnp.where(jnp.isfinite(f_one), f_one, jnp.inf)
         )
         x_try = jnp.where(longer, x_long, x_one)
         f_try = jnp.where(longer, f_long, f_one)
-        accept = step_ok & jnp.isfinite(f_try) & (f_try < s.f) & ~converged
+        accept = step_ok & g_ok & jnp.isfinite(f_try) & (f_try < s.f) & ~converged
         # Once converged, the undamped step is still taken when it does not raise
         # -ln L beyond round-off: the value has converged, but in flat directions
         # the parameters gain digits from it (derivatives of fitted parameters and
@@ -216,36 +249,9 @@ def minimize(
         x_try = jnp.where(polish, x_one, x_try)
         f_try = jnp.where(polish, f_one, f_try)
         accept = accept | polish
+        x = jnp.where(accept, x_try, s.x)
+        f = jnp.where(accept, f_try, s.f)
 
-        def moved(_):
-            return (x_try, f_try, *derivs(x_try, *args))
-
-        def stayed(_):
-            return s.x, s.f, s.g, s.h
-
-        x, f, g, h = lax.cond(accept, moved, stayed, None)
-        g_ok = jnp.all(jnp.isfinite(g))
-        accept = accept & g_ok
-        x, f, g, h = (
-            jnp.where(accept, x, s.x),
-            jnp.where(accept, f, s.f),
-            jnp.where(accept, g, s.g),
-            jnp.where(accept, h, s.h),
-        )
-        # An approximate Hessian (Gauss-Newton leaves out the residual term) can
-        # be far from the exact one along some directions, and convergence is
-        # then linear. The model h + s learns the missing part: after each
-        # accepted move dx, the secant condition (h(x_new) + s_new) dx = g_new - g
-        # fixes s_new by a symmetric rank-one update (structured quasi-Newton, as
-        # in NL2SOL). Where h + s stops being positive definite, s is dropped.
-        dx = jnp.where(mask, x - s.x, 0.0)
-        miss = jnp.where(mask, (g - s.g) - (h + s.s) @ dx, 0.0)
-        denom = jnp.dot(miss, dx)
-        size = jnp.linalg.norm(miss) * jnp.linalg.norm(dx)
-        update = accept & (jnp.abs(denom) > 1e-8 * size) & (size > 0)
-        s_new = jnp.where(newton_ok, s.s, 0.0) + jnp.where(
-            update, jnp.outer(miss, miss) / jnp.where(update, denom, 1.0), 0.0
-        )
         lam = jnp.where(
             accept,
             jnp.where(s.lam < 1e-6, 0.0, 0.1 * s.lam),
@@ -255,23 +261,50 @@ def minimize(
         stalled = ~accept & ~converged & (lam > _LAMBDA_MAX)
         status = jnp.select(
             [
+                ~g_ok & (s.nit == 0),
                 converged,
                 stalled & (0.5 * decrement <= jnp.sqrt(tol)),
                 stalled,
                 nit >= max_iter,
             ],
-            [0, 1, 3, 2],
+            [4, 0, 1, 3, 2],
             _RUNNING,
         )
-        return _State(x, f, g, h, s_new, lam, nit, status, decrement)
+        new = _State(
+            x=x,
+            f=f,
+            x_prev=s.x,
+            f_prev=s.f,
+            g=g,
+            mask=mask,
+            dx=jnp.where(mask, x - s.x, 0.0),
+            keep_s=newton_ok,
+            s=correction,
+            lam=lam,
+            nit=jnp.where(g_ok | (s.nit > 0), nit, 0),
+            status=status,
+            decrement=decrement,
+        )
+        # The last move reached a point where f is finite but its gradient is
+        # not: the move is undone and counts as a rejected step.
+        undo = s._replace(
+            x=s.x_prev,
+            f=s.f_prev,
+            dx=jnp.zeros_like(s.dx),
+            lam=jnp.maximum(10.0 * s.lam, 1e-4),
+            nit=nit,
+            status=jnp.where(nit >= max_iter, 2, _RUNNING),
+        )
+        return jax.tree_util.tree_map(
+            lambda a, b: jnp.where(g_ok | (s.nit == 0), a, b), new, undo
+        )
 
     s = lax.while_loop(cond, body, state)
-    mask = free_set(s.x, s.g, lower, upper, free)
     return MinimizeResult(
         x=s.x,
         fun=s.f,
         grad=s.g,
-        free=mask,
+        free=free_set(s.x, s.g, lower, upper, free),
         status=s.status,
         nit=s.nit,
         decrement=s.decrement,

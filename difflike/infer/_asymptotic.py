@@ -34,7 +34,7 @@ from jax.scipy.special import log_ndtr, ndtri
 from jaxtyping import Array, Bool, Float, Int
 
 from difflike.errors import InputError
-from difflike.infer._likelihood import Likelihood, free_and_fixed
+from difflike.infer._likelihood import Likelihood, profiles_of_two
 from difflike.infer._teststat import from_fits
 
 __all__ = [
@@ -138,15 +138,27 @@ def _asimov_mu(test_stat: str) -> float:
 def hypotest_one(mu, lik: Likelihood, test_stat: str = "qtilde") -> HypotestDetails:
     """Asymptotic CLs for one hypothesis ``mu`` (scalar) on one likelihood.
 
-    Three fits run, each batched: free and fixed-``mu`` fits to the data, the fit
-    that builds the Asimov data, free and fixed-``mu`` fits to the Asimov data.
+    Two calls fit: the fit that builds the Asimov data, then, vectorised in one
+    call, the free and fixed-``mu`` fits to the data and to the Asimov data.
     """
     stat = from_fits(test_stat)
     mu = jnp.asarray(mu, jnp.float64)
-    muhat, nll_hat, nll_mu, ok = free_and_fixed(lik, mu)
-    q = stat(mu, muhat, nll_mu, nll_hat)
     lik_a = lik.asimov(_asimov_mu(test_stat))
-    muhat_a, nll_hat_a, nll_mu_a, ok_a = free_and_fixed(lik_a, mu)
+    # free and fixed-mu fits to the data and to the Asimov data: one call
+    zero = jnp.zeros_like(mu)
+    pois, nlls, oks = profiles_of_two(
+        lik, lik_a, [0, 0, 1, 1], jnp.stack([zero, mu, zero, mu]), [False, True] * 2
+    )
+    muhat, nll_hat, nll_mu, muhat_a, nll_hat_a, nll_mu_a = (
+        pois[0],
+        nlls[0],
+        nlls[1],
+        pois[2],
+        nlls[2],
+        nlls[3],
+    )
+    ok, ok_a = oks[0] & oks[1], oks[2] & oks[3]
+    q = stat(mu, muhat, nll_mu, nll_hat)
     q_a = stat(mu, muhat_a, nll_mu_a, nll_hat_a)
     lsb, lb, lsb_e, lb_e, t = log_pvalues(q, q_a, test_stat)
     cls = jnp.exp(_log_cls(lsb, lb, test_stat))
@@ -206,30 +218,9 @@ class LimitDetails(NamedTuple):
 def _prepare(lik: Likelihood, test_stat: str):
     """The mu-independent part of the limit curves: Asimov likelihood, free fits."""
     lik_a = lik.asimov(_asimov_mu(test_stat))
-    free = lik.profile(0.0, False)
-    free_a = lik_a.profile(0.0, False)
-    return lik_a, jnp.stack([free[0], free_a[0]]), jnp.stack([free[1], free_a[1]])
-
-
-def _pick(lik: Likelihood, lik_a: Likelihood, which: Array):
-    """Flat leaves of ``lik`` (``which == 0``) or ``lik_a`` (1) per entry of ``which``,
-    and their vmap axes: leaves the two share (the model) are not copied."""
-    leaves, treedef = jax.tree_util.tree_flatten(lik)
-    leaves_a, treedef_a = jax.tree_util.tree_flatten(lik_a)
-    if treedef != treedef_a:
-        raise TypeError(
-            "a Likelihood's asimov() must return a likelihood with the same pytree "
-            f"structure; got {treedef_a} for {treedef}"
-        )
-    picked, axes = [], []
-    for x, y in zip(leaves, leaves_a):
-        if x is y:
-            picked.append(x)
-            axes.append(None)
-        else:
-            picked.append(jnp.stack([jnp.asarray(x), jnp.asarray(y)])[which])
-            axes.append(0)
-    return treedef, picked, tuple(axes)
+    # both free fits in one vectorised call
+    muhats, nll_hats, _ = profiles_of_two(lik, lik_a, [0, 1], [0.0, 0.0], False)
+    return lik_a, muhats, nll_hats
 
 
 def _curves(mus, lik, prepared, test_stat, log_alpha):
@@ -241,12 +232,7 @@ def _curves(mus, lik, prepared, test_stat, log_alpha):
     lik_a, muhats, nll_hats = prepared
     which = jnp.asarray([0, 1, 1, 1, 1, 1, 1])
     at = jnp.concatenate([mus[:1], mus])
-    treedef, picked, axes = _pick(lik, lik_a, which)
-
-    def fixed_fit(m, *leaves):
-        return jax.tree_util.tree_unflatten(treedef, leaves).profile(m, True)[1]
-
-    nlls = jax.vmap(fixed_fit, in_axes=(0, *axes))(at, *picked)
+    _, nlls, _ = profiles_of_two(lik, lik_a, which, at, True)
     q = stat(at, muhats[which], nlls, nll_hats[which])
     lsb, lb, _, _, _ = log_pvalues(q[0], q[1], test_stat)
     lsb_e, lb_e = _expected_log_pvalues(_safe_sqrt(q[2:]))
@@ -342,6 +328,13 @@ def _solve_limits(lik, alpha, test_stat, rtol, max_iter):
     return s.mu, converged, s.nwiden > 0, s.hi, s.it
 
 
+def _zero_tangent(tangent):
+    """A zero tangent with the structure (and float0 leaves) of ``tangent``."""
+    return jax.tree_util.tree_map(
+        lambda t: t if t.dtype == jax.dtypes.float0 else jnp.zeros_like(t), tangent
+    )
+
+
 @partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3, 4))
 def _limits(lik, alpha, test_stat, rtol, max_iter):
     return _solve_limits(lax.stop_gradient(lik), alpha, test_stat, rtol, max_iter)
@@ -357,8 +350,10 @@ def _limits_jvp(alpha, test_stat, rtol, max_iter, primals, tangents):
         prepared = _prepare(lik, test_stat)
         return _curves(mus, lik, prepared, test_stat, jnp.log(alpha))[0]
 
-    _, slope = jax.jvp(lambda m: h(m, lik), (mu,), (jnp.ones_like(mu),))
-    _, moved = jax.jvp(lambda p: h(mu, p), (lik,), (t_lik,))
+    # one evaluation of the curves (their fits) serves both derivatives
+    _, linear = jax.linearize(h, mu, lik)
+    slope = linear(jnp.ones_like(mu), _zero_tangent(t_lik))
+    moved = linear(jnp.zeros_like(mu), t_lik)
     d_mu = -moved / slope
     zeros = [
         np.zeros(np.shape(x), jax.dtypes.float0)

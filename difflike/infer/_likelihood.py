@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
+import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Bool, Float
 
@@ -30,7 +31,13 @@ from difflike._pytree import pytree_dataclass, replace
 from difflike.fit._api import MAX_ITER, TOL, _fit_one
 from difflike.histfactory import Model
 
-__all__ = ["Likelihood", "ModelLikelihood", "free_and_fixed", "profiles"]
+__all__ = [
+    "Likelihood",
+    "ModelLikelihood",
+    "free_and_fixed",
+    "profiles",
+    "profiles_of_two",
+]
 
 
 @runtime_checkable
@@ -63,6 +70,48 @@ def free_and_fixed(lik: Likelihood, mu) -> tuple[Array, Array, Array, Array]:
     mu = jnp.asarray(mu, jnp.float64)
     pois, nlls, ok = profiles(lik, jnp.stack([jnp.zeros_like(mu), mu]), [False, True])
     return pois[0], nlls[0], nlls[1], jnp.all(ok)
+
+
+def _pick(lik: Likelihood, lik_a: Likelihood, which: Array):
+    """Flat leaves of ``lik`` (``which == 0``) or ``lik_a`` (1) per entry of ``which``,
+    and their vmap axes: leaves the two share (the model) are not copied."""
+    leaves, treedef = jax.tree_util.tree_flatten(lik)
+    leaves_a, treedef_a = jax.tree_util.tree_flatten(lik_a)
+    if treedef != treedef_a:
+        raise TypeError(
+            "a Likelihood's asimov() must return a likelihood with the same pytree "
+            f"structure; got {treedef_a} for {treedef}"
+        )
+    picked, axes = [], []
+    for x, y in zip(leaves, leaves_a):
+        if x is y:
+            picked.append(x)
+            axes.append(None)
+        else:
+            picked.append(jnp.stack([jnp.asarray(x), jnp.asarray(y)])[which])
+            axes.append(0)
+    return treedef, picked, tuple(axes)
+
+
+def profiles_of_two(
+    lik: Likelihood,
+    lik_other: Likelihood,
+    which: ArrayLike,
+    mu: Float[ArrayLike, " k"],
+    fixed: Bool[ArrayLike, " k"] | bool,
+) -> tuple[Float[Array, " k"], Float[Array, " k"], Bool[Array, " k"]]:
+    """``profile(mu[i], fixed[i])`` of ``lik`` where ``which[i] == 0`` and of
+    ``lik_other`` (same pytree structure: an Asimov version, say) where it is 1, all
+    in one vectorised call (one compiled fit), ``(k,)`` each."""
+    which = jnp.asarray(which)
+    mu = jnp.broadcast_to(jnp.asarray(mu, jnp.float64), which.shape)
+    fixed = jnp.broadcast_to(jnp.asarray(fixed, bool), which.shape)
+    treedef, picked, axes = _pick(lik, lik_other, which)
+
+    def one(m, f, *leaves):
+        return jax.tree_util.tree_unflatten(treedef, leaves).profile(m, f)
+
+    return jax.vmap(one, in_axes=(0, 0, *axes))(mu, fixed, *picked)
 
 
 @pytree_dataclass
