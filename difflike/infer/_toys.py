@@ -25,6 +25,7 @@ import jax.numpy as jnp
 from jax.scipy.stats import norm
 from jaxtyping import Array, ArrayLike, Float
 
+from difflike._vectorize import default_chunk
 from difflike.errors import InputError, ShapeError
 from difflike.fit._api import MAX_ITER, TOL
 from difflike.histfactory import Model
@@ -33,7 +34,10 @@ from difflike.infer._asymptotic import NSIGMA, _check_statistic
 from difflike.infer._likelihood import ModelLikelihood, free_and_fixed
 from difflike.infer._teststat import from_fits
 
-__all__ = ["ToyResult", "hypotest_toys", "sample_data"]
+__all__ = ["ACCELERATOR_CHUNK", "ToyResult", "hypotest_toys", "sample_data"]
+
+#: toys fitted together by default on a GPU (on the CPU: ``default_chunk()``)
+ACCELERATOR_CHUNK = 4096
 
 
 class ToyResult(NamedTuple):
@@ -151,7 +155,7 @@ def hypotest_toys(
     ntoys: int = 1000,
     seed: int | Array = 0,
     test_stat: str = "qtilde",
-    chunk: int = 64,
+    chunk: int | None = None,
     tol: float = TOL,
     max_iter: int = MAX_ITER,
 ) -> ToyResult:
@@ -167,7 +171,9 @@ def hypotest_toys(
         seed: an integer seed or a :func:`jax.random.key`.
         test_stat: ``"qtilde"``, ``"q"`` or ``"q0"`` (then ``cls`` is :math:`p_0`).
         chunk: toys fitted together (vectorised); chunks run one after another.
-            Larger chunks suit a GPU.
+            Default: small groups on the CPU (:func:`~difflike._vectorize.default_chunk`:
+            a vectorised fit waits for its slowest member, and vectorising buys
+            little there), up to :data:`ACCELERATOR_CHUNK` toys on accelerators.
 
     Returns:
         :class:`ToyResult`.
@@ -193,11 +199,15 @@ def hypotest_toys(
         key,
         ntoys=int(ntoys),
         test_stat=test_stat,
-        chunk=max(1, min(int(chunk), 2 * int(ntoys))),
+        chunk=max(1, min(int(chunk or _default_toy_chunk()), 2 * int(ntoys))),
         tol=tol,
         max_iter=max_iter,
     )
     return _pvalues(q_obs, q_sb, q_b, ok, ok_toys, test_stat)
+
+
+def _default_toy_chunk() -> int:
+    return default_chunk() or ACCELERATOR_CHUNK
 
 
 def _pvalues(q_obs, q_sb, q_b, ok, ok_toys, test_stat) -> ToyResult:
