@@ -31,14 +31,19 @@ from jax import lax
 
 __all__ = ["default_chunk", "vectorize"]
 
-#: examples per group for iterative kernels on each platform (None: one vmap)
-CHUNKS = {"cpu": 4}
+#: examples per group for iterative kernels, by platform and kernel (absent: one
+#: vmap). Measured on 2 CPU cores: fits and hypothesis tests of the published
+#: grids run as fast or faster in groups of 4 as one by one; upper limits (seven
+#: fits per root-finding step, already vectorised) 2.4x faster one by one than in
+#: groups of 4 (ATLAS-SUSY-2019-08, 4 points).
+CHUNKS = {("cpu", "fit"): 4, ("cpu", "limit"): 1}
 
 
-def default_chunk() -> int | None:
-    """The group size :func:`vectorize` uses for iterative kernels by default:
-    :data:`CHUNKS` of the default backend (None on accelerators: one batch)."""
-    return CHUNKS.get(jax.default_backend())
+def default_chunk(kernel: str = "fit") -> int | None:
+    """The group size :func:`vectorize` uses for an iterative ``kernel`` (``"fit"``
+    or ``"limit"``) by default: :data:`CHUNKS` for the default backend (None on
+    accelerators: one batch)."""
+    return CHUNKS.get((jax.default_backend(), kernel))
 
 
 def _core_ndims(inputs: str) -> list[int]:

@@ -59,7 +59,7 @@ def _inputs(model: Model, data, signal):
     return model._data(data, model.config.ndata, "data"), model._signal(signal)
 
 
-def _on_model(fn, signature: str):
+def _on_model(fn, signature: str, kernel: str = "fit"):
     """Vectorise ``fn(lik, *args)`` over a model (its grid axis too), data, signal
     and ``args``; the likelihood is built per example."""
 
@@ -67,7 +67,8 @@ def _on_model(fn, signature: str):
         lik = ModelLikelihood(model, data, signal, model.config.init, *args[-2:])
         return fn(lik, *args[:-2])
 
-    return vectorize(one, signature, batch_ndim=model_batch_ndim, chunk=default_chunk())
+    chunk = default_chunk(kernel)
+    return vectorize(one, signature, batch_ndim=model_batch_ndim, chunk=chunk)
 
 
 @partial(jax.jit, static_argnames=("test_stat",))
@@ -136,7 +137,7 @@ def _limit_model(model, data, signal, *, alpha, test_stat, tol, max_iter, rtol):
         return tuple(upper_limit_one(lik, alpha, test_stat, rtol))
 
     sig = "(n),(s),(),()->(),(5),(6),(),(),()"
-    out = _on_model(one, sig)(model, data, signal, tol, max_iter)
+    out = _on_model(one, sig, "limit")(model, data, signal, tol, max_iter)
     return LimitDetails(*out)
 
 
