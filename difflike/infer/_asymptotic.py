@@ -149,14 +149,8 @@ def hypotest_one(mu, lik: Likelihood, test_stat: str = "qtilde") -> HypotestDeta
     pois, nlls, oks = profiles_of_two(
         lik, lik_a, [0, 0, 1, 1], jnp.stack([zero, mu, zero, mu]), [False, True] * 2
     )
-    muhat, nll_hat, nll_mu, muhat_a, nll_hat_a, nll_mu_a = (
-        pois[0],
-        nlls[0],
-        nlls[1],
-        pois[2],
-        nlls[2],
-        nlls[3],
-    )
+    muhat, muhat_a = pois[0], pois[2]
+    nll_hat, nll_mu, nll_hat_a, nll_mu_a = nlls
     ok, ok_a = oks[0] & oks[1], oks[2] & oks[3]
     q = stat(mu, muhat, nll_mu, nll_hat)
     q_a = stat(mu, muhat_a, nll_mu_a, nll_hat_a)

@@ -199,15 +199,13 @@ def hypotest_toys(
         key,
         ntoys=int(ntoys),
         test_stat=test_stat,
-        chunk=max(1, min(int(chunk or _default_toy_chunk()), 2 * int(ntoys))),
+        chunk=max(
+            1, min(int(chunk or default_chunk() or ACCELERATOR_CHUNK), 2 * int(ntoys))
+        ),
         tol=tol,
         max_iter=max_iter,
     )
     return _pvalues(q_obs, q_sb, q_b, ok, ok_toys, test_stat)
-
-
-def _default_toy_chunk() -> int:
-    return default_chunk() or ACCELERATOR_CHUNK
 
 
 def _pvalues(q_obs, q_sb, q_b, ok, ok_toys, test_stat) -> ToyResult:
