@@ -266,7 +266,7 @@ def compile_model(
     # a short padded list of parameter indices per entry. Interpolated modifiers
     # (normsys, histosys): dense (parameter, sample, bin) tables, neutral (factor 1,
     # delta 0) where a parameter does not touch an entry, so evaluating them is
-    # gather-free elementwise arithmetic that XLA fuses.
+    # gather-free: matrix products and elementwise arithmetic (Model._rates).
     mult: dict[tuple[int, int], list[int]] = defaultdict(list)
     ns_params = list(
         dict.fromkeys(

@@ -6,6 +6,20 @@ codes) or an additive delta (``histosys`` codes). They are pure, elementwise and
 safe to differentiate: where a branch holds a logarithm or a power, the unused branch
 is fed harmless values (the double-``where`` idiom) so it cannot poison gradients.
 
+Every code except normsys ``code1`` is also written in a *separable* form, which is
+how :class:`~difflike.histfactory.Model` evaluates it:
+
+* a histosys delta is ``basis[0](alpha) * up + basis[1](alpha) * dn``: two
+  functions of the parameter alone (:func:`histosys_basis`) times the entry's two
+  constants, so the sum over parameters is a matrix product, with no per-entry
+  nonlinearity;
+* a code-4 normsys factor is ``exp(w_hi(alpha) ln(hi) + w_lo(alpha) ln(lo))`` times a
+  polynomial that is 1 outside ``|alpha| < 1`` (:func:`code4_weights`,
+  :func:`code4_polynomial`), so a product over parameters takes one exponential per
+  bin instead of one per entry.
+
+The elementwise functions below are these same forms evaluated entry by entry.
+
 References:
     K. Cranmer et al., *HistFactory: A tool for creating statistical models for use
     with RooFit and RooStats*, CERN-OPEN-2012-016, section on interpolation.
@@ -26,7 +40,10 @@ __all__ = [
     "code2",
     "code4",
     "code4_coefficients",
+    "code4_polynomial",
+    "code4_weights",
     "code4p",
+    "histosys_basis",
 ]
 
 #: interpolation codes for multiplicative (normsys) modifiers
@@ -99,6 +116,48 @@ def code4_coefficients(
     return np.tensordot(_CODE4_A_INVERSE, b, axes=1)
 
 
+def code4_weights(
+    alpha: Float[ArrayLike, "*n"],
+) -> tuple[Float[Array, "*n"], Float[Array, "*n"]]:
+    r"""Weights of :math:`\ln hi` and :math:`\ln lo` in code 4's exponent.
+
+    :math:`w_{hi} = \alpha` for :math:`\alpha \ge 1` (else 0) and
+    :math:`w_{lo} = -\alpha` for :math:`\alpha \le -1` (else 0).
+
+    Args:
+        alpha: nuisance parameter values, ``(*n)``.
+
+    Returns:
+        ``(w_hi, w_lo)``, each ``(*n)``.
+    """
+    alpha = jnp.asarray(alpha)
+    zero = jnp.zeros_like(alpha)
+    return jnp.where(alpha >= 1.0, alpha, zero), jnp.where(alpha <= -1.0, -alpha, zero)
+
+
+def code4_polynomial(
+    alpha: Float[ArrayLike, "*n"],
+    coefficients: Float[ArrayLike, "6 *n"],  # noqa: F821
+) -> Float[Array, "*n"]:
+    r"""Code 4's polynomial :math:`1 + \sum_i a_i \alpha^i` inside :math:`|\alpha|<1`, 1 outside.
+
+    Args:
+        alpha: nuisance parameter values, ``(*n)``.
+        coefficients: from :func:`code4_coefficients`, ``(6, *n)``.
+
+    Returns:
+        ``(*n)``.
+    """
+    alpha = jnp.asarray(alpha)
+    coefficients = jnp.asarray(coefficients)
+    inside = jnp.clip(alpha, -1.0, 1.0)
+    poly = coefficients[5]
+    for i in (4, 3, 2, 1, 0):
+        poly = poly * inside + coefficients[i]
+    poly = 1.0 + poly * inside
+    return jnp.where(jnp.abs(alpha) >= 1.0, 1.0, poly)
+
+
 def code4(
     alpha: Float[ArrayLike, "*n"],
     hi: Float[ArrayLike, "*n"],
@@ -112,6 +171,9 @@ def code4(
         1 + \sum_{i=1}^{6} a_i \alpha^i & |\alpha| < 1 \\
         lo^{-\alpha} & \alpha \le -1 \end{cases}
 
+    Evaluated as :math:`\exp(w_{hi} \ln hi + w_{lo} \ln lo)` times
+    :func:`code4_polynomial` (see :func:`code4_weights`).
+
     Args:
         alpha: nuisance parameter values, ``(*n)``.
         hi, lo: positive up and down factors, ``(*n)``.
@@ -120,19 +182,67 @@ def code4(
     Returns:
         The multiplicative factor, ``(*n)``.
     """
-    alpha = jnp.asarray(alpha)
-    coefficients = jnp.asarray(coefficients)
-    inside = jnp.clip(alpha, -1.0, 1.0)
-    poly = coefficients[5]
-    for i in (4, 3, 2, 1, 0):
-        poly = poly * inside + coefficients[i]
-    poly = 1.0 + poly * inside
-    above, below = alpha >= 1.0, alpha <= -1.0
-    # one exponential: alpha*ln(hi) above, -alpha*ln(lo) below, 0 (unused) inside
-    exponent = jnp.where(
-        above, alpha * jnp.log(hi), jnp.where(below, -alpha * jnp.log(lo), 0.0)
+    w_hi, w_lo = code4_weights(alpha)
+    exponent = w_hi * jnp.log(hi) + w_lo * jnp.log(lo)
+    return jnp.exp(exponent) * code4_polynomial(alpha, coefficients)
+
+
+def _basis_code0(alpha):
+    zero = jnp.zeros_like(alpha)
+    return jnp.maximum(alpha, zero), jnp.minimum(alpha, zero)
+
+
+def _basis_code2(alpha):
+    above, below = alpha > 1.0, alpha < -1.0
+    a2 = alpha * alpha
+    up = jnp.where(
+        above, 1.5 * (alpha - 1.0), jnp.where(below, -0.5 * alpha, 0.5 * (a2 + alpha))
     )
-    return jnp.where(above | below, jnp.exp(exponent), poly)
+    dn = jnp.where(
+        above, -0.5 * (alpha - 1.0), jnp.where(below, 1.5 * alpha, 0.5 * (alpha - a2))
+    )
+    return up, dn
+
+
+def _basis_code4p(alpha):
+    a2 = alpha * alpha
+    half = 0.5 * alpha
+    even = a2 * (a2 * (a2 * 3.0 - 10.0) + 15.0) * 0.0625
+    zero = jnp.zeros_like(alpha)
+    above, below = alpha > 1.0, alpha < -1.0
+    up = jnp.where(above, alpha, jnp.where(below, zero, half + even))
+    dn = jnp.where(above, zero, jnp.where(below, alpha, half - even))
+    return up, dn
+
+
+_HISTOSYS_BASIS = {
+    "code0": _basis_code0,
+    "code2": _basis_code2,
+    "code4p": _basis_code4p,
+}
+
+
+def histosys_basis(code: str, alpha: Float[ArrayLike, "*n"]) -> Float[Array, "2 *n"]:  # noqa: F821
+    r"""The weights of :math:`\delta^+` and :math:`\delta^-` in a histosys code's delta.
+
+    The delta is ``basis[0] * up + basis[1] * dn``, with :math:`\delta^+` = ``up`` =
+    ``hi_data - nominal`` and :math:`\delta^-` = ``dn`` = ``nominal - lo_data``.
+    Outside the interpolation range one weight is exactly 0, so a delta that
+    should vanish (``alpha * dn`` with ``dn = 0``) is exactly 0.
+
+    Args:
+        code: ``"code0"``, ``"code2"`` or ``"code4p"``.
+        alpha: nuisance parameter values, ``(*n)``.
+
+    Returns:
+        ``(2, *n)``.
+    """
+    return jnp.stack(_HISTOSYS_BASIS[code](jnp.asarray(alpha)))
+
+
+def _histosys(code, alpha, up, dn):
+    basis = histosys_basis(code, alpha)
+    return basis[0] * jnp.asarray(up) + basis[1] * jnp.asarray(dn)
 
 
 def code0(
@@ -150,8 +260,7 @@ def code0(
     Returns:
         The additive delta, ``(*n)``.
     """
-    alpha = jnp.asarray(alpha)
-    return alpha * jnp.where(alpha > 0, up, dn)
+    return _histosys("code0", alpha, up, dn)
 
 
 def code2(
@@ -179,13 +288,7 @@ def code2(
     Returns:
         The additive delta, ``(*n)``.
     """
-    alpha = jnp.asarray(alpha)
-    a = 0.5 * (jnp.asarray(up) - dn)
-    b = 0.5 * (jnp.asarray(up) + dn)
-    inside = a * alpha * alpha + b * alpha
-    above = (b + 2.0 * a) * (alpha - 1.0)
-    below = (b - 2.0 * a) * alpha
-    return jnp.where(alpha >= -1.0, jnp.where(alpha > 1.0, above, inside), below)
+    return _histosys("code2", alpha, up, dn)
 
 
 def code4p(
@@ -210,11 +313,4 @@ def code4p(
     Returns:
         The additive delta, ``(*n)``.
     """
-    alpha = jnp.asarray(alpha)
-    s = 0.5 * (jnp.asarray(up) + dn)
-    a = 0.0625 * (jnp.asarray(up) - dn)
-    a2 = alpha * alpha
-    inside = a2 * (a2 * (a2 * 3.0 - 10.0) + 15.0) * a + alpha * s
-    return jnp.where(
-        alpha < -1.0, alpha * dn, jnp.where(alpha > 1.0, alpha * up, inside)
-    )
+    return _histosys("code4p", alpha, up, dn)

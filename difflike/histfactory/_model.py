@@ -17,8 +17,12 @@ factors are a short padded list of parameter indices per entry (``mult_index``).
 Interpolated modifiers are dense (parameter x sample x bin) tables that are neutral
 (factor 1, delta 0) where a parameter does not apply: published likelihoods have
 few bins and systematics that touch most samples, so these tables are small and
-dense, and evaluating them is gather-free arithmetic that XLA fuses into a few
-vectorised loops (gathers were 5-10x slower on the CPU).
+dense (gathers were 5-10x slower on the CPU). They are evaluated in separable form
+(:mod:`difflike.histfactory.interpolation`): the sum of histosys deltas is a
+matrix product of per-parameter basis values with the tables, and the product of
+code-4 normsys factors is one exponential per bin (of a matrix product with the
+tables' logarithms) times a product of polynomials, so no transcendental function
+is evaluated per table entry.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from jax.scipy.special import gammaln
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
 from difflike._pytree import Label, pytree_dataclass, replace, static
-from difflike._vectorize import vectorize
+from difflike._vectorize import default_chunk, vectorize
 from difflike.errors import InvalidDataError, ShapeError, UnknownParameterError
 from difflike.histfactory import _interpolation as interp
 
@@ -251,20 +255,68 @@ class Model:
     signal_bins: tuple[int, ...] = static()
 
     # -- single-example kernels (vectorised by the public methods) -------------------
-    def _normsys_at(
+    # Interpolated modifiers are evaluated in their separable forms (see
+    # difflike.histfactory.interpolation): the histosys sum over parameters is one
+    # matrix product, and code-4 normsys factors take one exponential per bin, not
+    # one per (parameter, sample, bin) entry. Normsys code 1 (whose factors may be
+    # exactly 0) is evaluated entry by entry.
+    def _normsys_scale(
         self, alpha: Float[Array, " A"]
-    ) -> Float[Array, "A nsamples nmain"]:
-        alpha = alpha[:, None, None]
+    ) -> Float[Array, "nsamples nmain"]:
+        """Product over parameters of the normsys factors, ``(nsamples, nmain)``."""
         if self.normsys_code == "code1":
-            return interp.code1(alpha, self.normsys_hi, self.normsys_lo)
-        return interp.code4(alpha, self.normsys_hi, self.normsys_lo, self.normsys_coef)
+            factors = interp.code1(
+                alpha[:, None, None], self.normsys_hi, self.normsys_lo
+            )
+            return jnp.prod(factors, axis=0)
+        w_hi, w_lo = interp.code4_weights(alpha)
+        exponent = jnp.tensordot(w_hi, jnp.log(self.normsys_hi), axes=1)
+        exponent = exponent + jnp.tensordot(w_lo, jnp.log(self.normsys_lo), axes=1)
+        poly = interp.code4_polynomial(alpha[:, None, None], self.normsys_coef)
+        return jnp.exp(exponent) * jnp.prod(poly, axis=0)
 
-    def _histosys_at(
+    def _normsys_scale_and_derivatives(
+        self, alpha: Float[Array, " A"]
+    ) -> tuple[Float[Array, "nsamples nmain"], Float[Array, "A nsamples nmain"]]:
+        """:meth:`_normsys_scale` and its derivative with respect to each parameter.
+
+        Each factor depends on one parameter, so a forward pass with a tangent of
+        ones gives every factor's derivative; the other factors enter through
+        exclusive products (no division, so a factor of 0 is fine).
+        """
+        ones = jnp.ones_like(alpha)
+        if self.normsys_code == "code1":
+            factors, d_factors = jax.jvp(
+                lambda a: interp.code1(
+                    a[:, None, None], self.normsys_hi, self.normsys_lo
+                ),
+                (alpha,),
+                (ones,),
+            )
+            return jnp.prod(factors, axis=0), _exclusive_prod(factors) * d_factors
+        log_hi, log_lo = jnp.log(self.normsys_hi), jnp.log(self.normsys_lo)
+        (w_hi, w_lo), (d_hi, d_lo) = jax.jvp(interp.code4_weights, (alpha,), (ones,))
+        poly, d_poly = jax.jvp(
+            lambda a: interp.code4_polynomial(a[:, None, None], self.normsys_coef),
+            (alpha,),
+            (ones,),
+        )
+        growth = jnp.exp(
+            jnp.tensordot(w_hi, log_hi, axes=1) + jnp.tensordot(w_lo, log_lo, axes=1)
+        )
+        scale = growth * jnp.prod(poly, axis=0)
+        d_exponent = d_hi[:, None, None] * log_hi + d_lo[:, None, None] * log_lo
+        derivs = growth * _exclusive_prod(poly) * d_poly + scale * d_exponent
+        return scale, derivs
+
+    def _histosys_shift(
         self, alpha: Float[Array, " H"]
-    ) -> Float[Array, "H nsamples nmain"]:
-        kernel = {"code0": interp.code0, "code2": interp.code2, "code4p": interp.code4p}
-        alpha = alpha[:, None, None]
-        return kernel[self.histosys_code](alpha, self.histosys_up, self.histosys_dn)
+    ) -> Float[Array, "nsamples nmain"]:
+        """Sum over parameters of the histosys deltas, ``(nsamples, nmain)``."""
+        basis = interp.histosys_basis(self.histosys_code, alpha)  # (2, H)
+        return jnp.tensordot(basis[0], self.histosys_up, axes=1) + jnp.tensordot(
+            basis[1], self.histosys_dn, axes=1
+        )
 
     def _nominal(
         self, signal: Float[Array, " nsignal"]
@@ -279,8 +331,8 @@ class Model:
     ) -> Float[Array, "nsamples nmain"]:
         factors = jnp.concatenate([pars, jnp.ones((1,), pars.dtype)])
         scale = jnp.prod(factors[self.mult_index], axis=0)
-        scale = scale * jnp.prod(self._normsys_at(pars[self.normsys_param]), axis=0)
-        shift = jnp.sum(self._histosys_at(pars[self.histosys_param]), axis=0)
+        scale = scale * self._normsys_scale(pars[self.normsys_param])
+        shift = self._histosys_shift(pars[self.histosys_param])
         return (self._nominal(signal) + shift) * scale
 
     def _main_and_jacobian(
@@ -288,22 +340,25 @@ class Model:
     ) -> tuple[Float[Array, " nmain"], Float[Array, "nmain npars"]]:
         """Expected main data and their Jacobian with respect to ``pars``.
 
-        Built from the model's structure instead of ``nmain`` reverse passes: each
-        interpolated factor depends on one parameter, so one forward pass with a
-        tangent of ones gives every factor's derivative; a parameter-valued factor's
-        derivative is the product of the entry's other factors (exclusive products,
-        no division, so a parameter at 0 is fine). Scatter-adds collect the columns.
+        Built from the model's structure instead of ``nmain`` reverse passes: a
+        parameter-valued factor's derivative is the product of the entry's other
+        factors (exclusive products, no division, so a parameter at 0 is fine);
+        normsys derivatives come from :meth:`_normsys_scale_and_derivatives`, and
+        a histosys delta's from its basis functions' derivatives. Scatter-adds
+        collect the columns.
         """
         npars = pars.shape[0]
         ones = jnp.ones((1,), pars.dtype)
         mult = jnp.concatenate([pars, ones])[self.mult_index]  # (L, S, N)
-        a_ns = pars[self.normsys_param]
-        ns, d_ns = jax.jvp(self._normsys_at, (a_ns,), (jnp.ones_like(a_ns),))
+        ns_prod, d_ns = self._normsys_scale_and_derivatives(pars[self.normsys_param])
         a_hs = pars[self.histosys_param]
-        hs, d_hs = jax.jvp(self._histosys_at, (a_hs,), (jnp.ones_like(a_hs),))
-        base = self._nominal(signal) + jnp.sum(hs, axis=0)  # (S, N)
+        d_basis = jax.jvp(
+            lambda a: interp.histosys_basis(self.histosys_code, a),
+            (a_hs,),
+            (jnp.ones_like(a_hs),),
+        )[1]  # (2, H)
+        base = self._nominal(signal) + self._histosys_shift(a_hs)  # (S, N)
         mult_prod = jnp.prod(mult, axis=0)
-        ns_prod = jnp.prod(ns, axis=0)
         main = jnp.sum(base * mult_prod * ns_prod, axis=0)
 
         nmain = main.shape[0]
@@ -311,11 +366,11 @@ class Model:
         bins = jnp.broadcast_to(jnp.arange(nmain), self.mult_index.shape)
         d_mult = base * ns_prod * _exclusive_prod(mult)  # (L, S, N)
         jac = jac.at[bins, self.mult_index].add(d_mult)
-        d_norm = jnp.sum(
-            base * mult_prod * _exclusive_prod(ns) * d_ns, axis=1
-        )  # (A, N)
+        d_norm = jnp.sum(base * mult_prod * d_ns, axis=1)  # (A, N)
         jac = jac.at[:, self.normsys_param].add(d_norm.T)
-        d_hist = jnp.sum(d_hs * (mult_prod * ns_prod), axis=1)  # (H, N)
+        weight = mult_prod * ns_prod  # (S, N)
+        d_hist = d_basis[0][:, None] * jnp.sum(self.histosys_up * weight, axis=1)
+        d_hist += d_basis[1][:, None] * jnp.sum(self.histosys_dn * weight, axis=1)
         jac = jac.at[:, self.histosys_param].add(d_hist.T)
         return main, jac[:, :npars]
 
@@ -555,12 +610,18 @@ class Model:
 # Jitted, batched kernels behind the public methods. The model is an ordinary
 # (dynamic) argument, so each structure compiles once per set of shapes; called
 # inside a user's jit they are simply inlined. A stacked grid's point axis
-# broadcasts with the other arguments' batch axes.
+# broadcasts with the other arguments' batch axes. Large batches run in groups on
+# the CPU (difflike._vectorize.CHUNKS["cpu", "evaluate"]).
 def _kernel(method: str, signature: str):
     def one(model: Model, *args: Array) -> Array:
         return getattr(model, method)(*args)
 
-    run = vectorize(one, signature, batch_ndim=model_batch_ndim)
+    def run(model: Model, *args: Array) -> Array:
+        chunk = default_chunk("evaluate")
+        return vectorize(one, signature, batch_ndim=model_batch_ndim, chunk=chunk)(
+            model, *args
+        )
+
     run.__name__ = run.__qualname__ = f"model{method}"
     return jax.jit(run)
 
