@@ -14,7 +14,9 @@ the hardest one. With ``chunk`` the batch is cut into groups of that size, run o
 after another (:func:`jax.lax.map`), each group stopping when its own members have:
 on the CPU, where vectorising buys little, this is several times faster for
 batches whose iteration counts vary; on a GPU a full batch keeps the device busy
-(:func:`default_chunk`).
+(:func:`default_chunk`). Model evaluations (logpdf, expected data) do not iterate,
+but a large vmapped batch of them is bound by memory traffic on the CPU, and groups
+help there too.
 """
 
 from __future__ import annotations

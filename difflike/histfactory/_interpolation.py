@@ -5,6 +5,8 @@ constants, all broadcast together, and returns a multiplicative factor (``normsy
 codes) or an additive delta (``histosys`` codes). They are pure, elementwise and
 safe to differentiate: where a branch holds a logarithm or a power, the unused branch
 is fed harmless values (the double-``where`` idiom) so it cannot poison gradients.
+Code 4 takes ``ln(hi)`` and ``ln(lo)`` with a weight of 0 where unused, which is safe
+because its factors are positive (checked when a workspace is compiled).
 
 Every code except normsys ``code1`` is also written in a *separable* form, which is
 how :class:`~difflike.histfactory.Model` evaluates it:
@@ -189,7 +191,8 @@ def code4(
 
 def _basis_code0(alpha):
     zero = jnp.zeros_like(alpha)
-    return jnp.maximum(alpha, zero), jnp.minimum(alpha, zero)
+    above = alpha > 0  # pyhf's branch, and its one-sided derivative (dn) at 0
+    return jnp.where(above, alpha, zero), jnp.where(above, zero, alpha)
 
 
 def _basis_code2(alpha):

@@ -21,8 +21,8 @@ dense (gathers were 5-10x slower on the CPU). They are evaluated in separable fo
 (:mod:`difflike.histfactory.interpolation`): the sum of histosys deltas is a
 matrix product of per-parameter basis values with the tables, and the product of
 code-4 normsys factors is one exponential per bin (of a matrix product with the
-tables' logarithms) times a product of polynomials, so no transcendental function
-is evaluated per table entry.
+tables' logarithms, taken once per call) times a product of polynomials, so no
+transcendental function is evaluated per table entry and example.
 """
 
 from __future__ import annotations
@@ -610,14 +610,16 @@ class Model:
 # Jitted, batched kernels behind the public methods. The model is an ordinary
 # (dynamic) argument, so each structure compiles once per set of shapes; called
 # inside a user's jit they are simply inlined. A stacked grid's point axis
-# broadcasts with the other arguments' batch axes. Large batches run in groups on
-# the CPU (difflike._vectorize.CHUNKS["cpu", "evaluate"]).
+# broadcasts with the other arguments' batch axes. Large batches of a single model
+# run in groups on the CPU (difflike._vectorize.CHUNKS["cpu", "evaluate"]).
 def _kernel(method: str, signature: str):
     def one(model: Model, *args: Array) -> Array:
         return getattr(model, method)(*args)
 
     def run(model: Model, *args: Array) -> Array:
-        chunk = default_chunk("evaluate")
+        # a stacked grid is mapped over as one vmap: groups would copy its tables
+        # for every example of a crossed batch
+        chunk = default_chunk("evaluate") if model_batch_ndim(model) == 0 else None
         return vectorize(one, signature, batch_ndim=model_batch_ndim, chunk=chunk)(
             model, *args
         )

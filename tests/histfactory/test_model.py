@@ -146,6 +146,53 @@ def test_gradients_finite_at_kinks_and_zero_counts(sr):
     assert np.isfinite(float(jax.grad(lambda a: interp.code1(a, 1.2, 0.0))(0.0)))
 
 
+def test_one_sided_derivatives_at_the_kinks_are_pyhfs():
+    """At a kink the derivative is the branch pyhf's formula takes there."""
+    up, dn = 1.7, -0.4
+    # code0: alpha * (up if alpha > 0 else dn), so dn at alpha = 0
+    assert float(jax.grad(lambda a: interp.code0(a, up, dn))(0.0)) == dn
+    # code2 and code4p switch branches at |alpha| > 1: the inside formula at +-1
+    for fn, inside in (
+        (interp.code2, lambda a: 0.5 * (up - dn) * a * a + 0.5 * (up + dn) * a),
+        (
+            interp.code4p,
+            lambda a: (
+                a * a * (a * a * (3 * a * a - 10) + 15) * (up - dn) / 16
+                + a * (up + dn) / 2
+            ),
+        ),
+    ):
+        for a0 in (-1.0, 1.0):
+            assert float(jax.grad(lambda a: fn(a, up, dn))(a0)) == pytest.approx(
+                float(jax.grad(inside)(a0)), rel=1e-14
+            )
+
+
+def test_large_batches_run_in_groups_and_match_single_calls(sr):
+    """Batches above the CPU group size (64) give what one example at a time gives,
+    values and gradients."""
+    model, data = sr
+    pars = random_pars(model, 150, seed=7)
+    signals = np.random.default_rng(8).uniform(0, 5, size=(150, 4))
+    values = np.asarray(model.logpdf(pars, data, signals))
+    expected = np.asarray(model.expected_data(pars, signals))
+    assert values.shape == (150,) and expected.shape == (150, model.config.ndata)
+    for i in (0, 63, 64, 100, 149):
+        assert values[i] == pytest.approx(
+            float(model.logpdf(pars[i], data, signals[i])), rel=1e-13
+        )
+        np.testing.assert_allclose(
+            expected[i], model.expected_data(pars[i], signals[i]), rtol=1e-13
+        )
+    total = jax.grad(lambda p: jnp.sum(model.logpdf(p, data, signals)))(
+        jnp.asarray(pars)
+    )
+    single = jax.grad(lambda p: model.logpdf(p, data, signals[100]))(
+        jnp.asarray(pars[100])
+    )
+    np.testing.assert_allclose(total[100], single, rtol=1e-12, atol=1e-12)
+
+
 def test_code4_is_smooth_at_the_boundaries():
     hi, lo = np.array([1.3]), np.array([0.8])
     coef = interp.code4_coefficients(hi, lo)[:, 0]
