@@ -269,11 +269,17 @@ class Model:
                 alpha[:, None, None], self.normsys_hi, self.normsys_lo
             )
             return jnp.prod(factors, axis=0)
-        w_hi, w_lo = interp.code4_weights(alpha)
-        exponent = jnp.tensordot(w_hi, jnp.log(self.normsys_hi), axes=1)
-        exponent = exponent + jnp.tensordot(w_lo, jnp.log(self.normsys_lo), axes=1)
+        growth = jnp.exp(self._code4_exponent(*interp.code4_weights(alpha)))
         poly = interp.code4_polynomial(alpha[:, None, None], self.normsys_coef)
-        return jnp.exp(exponent) * jnp.prod(poly, axis=0)
+        return growth * jnp.prod(poly, axis=0)
+
+    def _code4_exponent(
+        self, w_hi: Float[Array, " A"], w_lo: Float[Array, " A"]
+    ) -> Float[Array, "nsamples nmain"]:
+        """``sum_a w_hi[a] ln(hi[a]) + w_lo[a] ln(lo[a])``, ``(nsamples, nmain)``."""
+        return jnp.tensordot(w_hi, jnp.log(self.normsys_hi), axes=1) + jnp.tensordot(
+            w_lo, jnp.log(self.normsys_lo), axes=1
+        )
 
     def _normsys_scale_and_derivatives(
         self, alpha: Float[Array, " A"]
@@ -301,9 +307,7 @@ class Model:
             (alpha,),
             (ones,),
         )
-        growth = jnp.exp(
-            jnp.tensordot(w_hi, log_hi, axes=1) + jnp.tensordot(w_lo, log_lo, axes=1)
-        )
+        growth = jnp.exp(self._code4_exponent(w_hi, w_lo))
         scale = growth * jnp.prod(poly, axis=0)
         d_exponent = d_hi[:, None, None] * log_hi + d_lo[:, None, None] * log_lo
         derivs = growth * _exclusive_prod(poly) * d_poly + scale * d_exponent
@@ -313,7 +317,12 @@ class Model:
         self, alpha: Float[Array, " H"]
     ) -> Float[Array, "nsamples nmain"]:
         """Sum over parameters of the histosys deltas, ``(nsamples, nmain)``."""
-        basis = interp.histosys_basis(self.histosys_code, alpha)  # (2, H)
+        return self._histosys_sum(interp.histosys_basis(self.histosys_code, alpha))
+
+    def _histosys_sum(
+        self, basis: Float[Array, "2 H"]
+    ) -> Float[Array, "nsamples nmain"]:
+        """``sum_h basis[0, h] up[h] + basis[1, h] dn[h]``, ``(nsamples, nmain)``."""
         return jnp.tensordot(basis[0], self.histosys_up, axes=1) + jnp.tensordot(
             basis[1], self.histosys_dn, axes=1
         )
@@ -352,12 +361,12 @@ class Model:
         mult = jnp.concatenate([pars, ones])[self.mult_index]  # (L, S, N)
         ns_prod, d_ns = self._normsys_scale_and_derivatives(pars[self.normsys_param])
         a_hs = pars[self.histosys_param]
-        d_basis = jax.jvp(
+        basis, d_basis = jax.jvp(
             lambda a: interp.histosys_basis(self.histosys_code, a),
             (a_hs,),
             (jnp.ones_like(a_hs),),
-        )[1]  # (2, H)
-        base = self._nominal(signal) + self._histosys_shift(a_hs)  # (S, N)
+        )  # (2, H) each
+        base = self._nominal(signal) + self._histosys_sum(basis)  # (S, N)
         mult_prod = jnp.prod(mult, axis=0)
         main = jnp.sum(base * mult_prod * ns_prod, axis=0)
 
