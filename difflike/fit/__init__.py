@@ -8,15 +8,22 @@ function theorem (``pars``), see :func:`optimal_value` and :func:`optimal_point`
 """
 
 from difflike import _x64  # noqa: F401
-from difflike.fit._api import MAX_ITER, TOL, FitResult, fit, nll, profile
+from difflike.fit._api import MAX_ITER, SOLVERS, TOL, FitResult, fit, nll, profile
 from difflike.fit._implicit import optimal_point, optimal_value
-from difflike.fit._minimize import STATUS_MESSAGES, MinimizeResult, minimize
+from difflike.fit._minimize import (
+    STATUS_MESSAGES,
+    LowRankHessian,
+    MinimizeResult,
+    minimize,
+)
 
 __all__ = [
     "MAX_ITER",
+    "SOLVERS",
     "STATUS_MESSAGES",
     "TOL",
     "FitResult",
+    "LowRankHessian",
     "MinimizeResult",
     "fit",
     "minimize",

@@ -25,9 +25,9 @@ from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
 from difflike._pytree import pytree_dataclass
 from difflike._vectorize import default_chunk, vectorize
-from difflike.errors import InvalidModelError, ShapeError
+from difflike.errors import InputError, InvalidModelError, ShapeError
 from difflike.fit._implicit import optimal_point, optimal_value
-from difflike.fit._minimize import STATUS_MESSAGES, minimize
+from difflike.fit._minimize import STATUS_MESSAGES, LowRankHessian, minimize
 from difflike.histfactory import Model
 from difflike.histfactory._model import model_batch_ndim
 
@@ -88,6 +88,24 @@ def nll(x, free, fixed_values, model: Model, data, signal):
     return -model._logpdf(pars, data, signal)
 
 
+def _gauss_newton(x, free, fixed_values, model: Model, data, signal):
+    """``(g, jac, weight, h_con)``: the pieces of :func:`nll_derivs` (see there)."""
+    nmain = model.config.nmaindata
+    n, aux = data[:nmain], data[nmain:]
+    pars = jnp.where(free, x, fixed_values)
+    lam, jac = model._main_and_jacobian(pars, signal)
+    positive = n > 0
+    safe = jnp.where(positive, lam, 1.0)
+    g_main = jac.T @ (1.0 - jnp.where(positive, n / safe, 0.0))
+    weight = jnp.where(positive, n / (safe * safe), 0.0)
+
+    def constraint(p):
+        return -model._constraint_logpdf(p, aux)
+
+    g_con, h_con = jax.jvp(jax.grad(constraint), (pars,), (jnp.ones_like(pars),))
+    return jnp.where(free, g_main + g_con, 0.0), jac, weight, h_con
+
+
 def nll_derivs(x, free, fixed_values, model: Model, data, signal):
     r"""Exact gradient and Gauss–Newton Hessian of :func:`nll`, ``((n,), (n, n))``.
 
@@ -100,27 +118,50 @@ def nll_derivs(x, free, fixed_values, model: Model, data, signal):
     exact. Only the curvature of the rates themselves, weighted by the residuals
     :math:`1 - n/\lambda`, is left out. Rows and columns of fixed coordinates are 0.
     """
-    nmain = model.config.nmaindata
-    n, aux = data[:nmain], data[nmain:]
-    pars = jnp.where(free, x, fixed_values)
-    lam, jac = model._main_and_jacobian(pars, signal)
-    positive = n > 0
-    safe = jnp.where(positive, lam, 1.0)
-    g_main = jac.T @ (1.0 - jnp.where(positive, n / safe, 0.0))
-    weight = jnp.where(positive, n / (safe * safe), 0.0)
-    h_main = (jac.T * weight) @ jac
-
-    def constraint(p):
-        return -model._constraint_logpdf(p, aux)
-
-    g_con, h_con_diag = jax.jvp(jax.grad(constraint), (pars,), (jnp.ones_like(pars),))
-    g = jnp.where(free, g_main + g_con, 0.0)
-    h = h_main + jnp.diag(h_con_diag)
+    g, jac, weight, h_con = _gauss_newton(x, free, fixed_values, model, data, signal)
+    h = (jac.T * weight) @ jac + jnp.diag(h_con)
     both = free[:, None] & free[None, :]
     return g, jnp.where(both, h, 0.0)
 
 
-def _fit_one(model: Model, data, signal, mu, init, *, fix_poi, tol, max_iter):
+def nll_derivs_lowrank(x, free, fixed_values, model: Model, data, signal):
+    r""":func:`nll_derivs` with the Hessian as a :class:`LowRankHessian`.
+
+    The same Gauss–Newton Hessian, kept in its factored form: the constraints'
+    diagonal plus :math:`V V^\top` with :math:`V = J^\top
+    \mathrm{diag}(n/\lambda^2)^{1/2}`, ``(npars, nmain)``; the parameters without a
+    constraint term are its dense block.
+    """
+    g, jac, weight, h_con = _gauss_newton(x, free, fixed_values, model, data, signal)
+    factor = jac.T * jnp.sqrt(weight)
+    hessian = LowRankHessian(
+        diag=jnp.where(free, h_con, 0.0),
+        factor=jnp.where(free[:, None], factor, 0.0),
+        dense=unconstrained(model.config),
+    )
+    return g, hessian
+
+
+def unconstrained(config) -> tuple[int, ...]:
+    """Indices of the parameters without a constraint term (static)."""
+    return tuple(
+        i
+        for (start, stop), constraint in zip(config.par_slices, config.par_constraints)
+        if constraint is None
+        for i in range(start, stop)
+    )
+
+
+#: how a fit solves for its steps: ``"dense"``, a dense Gauss–Newton Hessian
+#: corrected by quasi-Newton updates (fewer iterations, :math:`O(P^3)` each);
+#: ``"lowrank"``, the Gauss–Newton Hessian in factored form (more iterations,
+#: :math:`O(P B^2)` each, with B main bins): faster when B is much smaller than P
+SOLVERS = ("dense", "lowrank")
+
+
+def _fit_one(
+    model: Model, data, signal, mu, init, *, fix_poi, tol, max_iter, solver="dense"
+):
     """Fit one example; returns ``(pars, nll, status, nit)``.
 
     ``fix_poi`` (a bool, possibly traced) fixes the POI at ``mu``; otherwise the POI
@@ -145,7 +186,7 @@ def _fit_one(model: Model, data, signal, mu, init, *, fix_poi, tol, max_iter):
         lax.stop_gradient(args),
         tol=tol,
         max_iter=max_iter,
-        derivs=nll_derivs,
+        derivs=nll_derivs_lowrank if solver == "lowrank" else nll_derivs,
     )
     x = optimal_point(nll, res.x, res.free, args)
     value = optimal_value(nll, res.x, args)
@@ -153,11 +194,38 @@ def _fit_one(model: Model, data, signal, mu, init, *, fix_poi, tol, max_iter):
     return pars, value, res.status, res.nit
 
 
-@partial(jax.jit, static_argnames=("fix_poi",))
-def _fit_kernel(model, data, signal, mu, init, *, fix_poi, tol, max_iter):
+def _fit_kernel(
+    model, data, signal, mu, init, *, fix_poi, tol, max_iter, solver="dense"
+):
+    """Fits of a batch (see :func:`_fit_one`), compiled: a :class:`FitResult`."""
+    # jit is given every static argument explicitly: a defaulted static keyword
+    # left out of one call and passed in the next confuses jit's argument cache
+    return _fit_kernel_jit(
+        model,
+        data,
+        signal,
+        mu,
+        init,
+        fix_poi=fix_poi,
+        tol=tol,
+        max_iter=max_iter,
+        solver=solver,
+    )
+
+
+@partial(jax.jit, static_argnames=("fix_poi", "solver"))
+def _fit_kernel_jit(model, data, signal, mu, init, *, fix_poi, tol, max_iter, solver):
     def one(model, data, signal, mu, init):
         return _fit_one(
-            model, data, signal, mu, init, fix_poi=fix_poi, tol=tol, max_iter=max_iter
+            model,
+            data,
+            signal,
+            mu,
+            init,
+            fix_poi=fix_poi,
+            tol=tol,
+            max_iter=max_iter,
+            solver=solver,
         )
 
     pars, value, status, nit = vectorize(
@@ -181,8 +249,12 @@ def require_poi(model: Model, what: str) -> None:
         )
 
 
-def _run(model: Model, data, signal, mu, init, tol, max_iter) -> FitResult:
+def _run(model: Model, data, signal, mu, init, tol, max_iter, solver) -> FitResult:
     """Check the inputs and run the fit kernel; ``mu=None`` is a global fit."""
+    if solver not in SOLVERS:
+        raise InputError(
+            "unknown solver", got=solver, expected=" or ".join(map(repr, SOLVERS))
+        )
     data = model._data(data, model.config.ndata, "data")
     signal = model._signal(signal)
     init = model.config.init if init is None else model._pars(init)
@@ -190,7 +262,15 @@ def _run(model: Model, data, signal, mu, init, tol, max_iter) -> FitResult:
     mu = jnp.asarray(0.0 if mu is None else mu, dtype=jnp.float64)
     _check_batch(data, signal, mu, init, model=model)
     return _fit_kernel(
-        model, data, signal, mu, init, fix_poi=fix_poi, tol=tol, max_iter=max_iter
+        model,
+        data,
+        signal,
+        mu,
+        init,
+        fix_poi=fix_poi,
+        tol=tol,
+        max_iter=max_iter,
+        solver=solver,
     )
 
 
@@ -202,6 +282,7 @@ def fit(
     init: Float[ArrayLike, "*batch npars"] | None = None,
     tol: float = TOL,
     max_iter: int = MAX_ITER,
+    solver: str = "dense",
 ) -> FitResult:
     """Global maximum-likelihood fit: every non-fixed parameter free within its bounds.
 
@@ -214,11 +295,14 @@ def fit(
         tol: converged when half the Newton decrement (the decrease in ``-ln L`` still
             available to the local quadratic model) is at most ``tol``.
         max_iter: iteration cap.
+        solver: ``"dense"`` (default) or ``"lowrank"``, see :data:`SOLVERS`. The
+            two reach the same minimum to within ``tol`` where the likelihood has
+            one; on a likelihood with several they may take different paths.
 
     Returns:
         :class:`FitResult` with the broadcast batch shape of the inputs.
     """
-    return _run(model, data, signal, None, init, tol, max_iter)
+    return _run(model, data, signal, None, init, tol, max_iter, solver)
 
 
 def profile(
@@ -230,6 +314,7 @@ def profile(
     init: Float[ArrayLike, "*batch npars"] | None = None,
     tol: float = TOL,
     max_iter: int = MAX_ITER,
+    solver: str = "dense",
 ) -> FitResult:
     """Conditional fit at fixed signal strength ``mu``: the nuisance parameters profiled.
 
@@ -243,7 +328,7 @@ def profile(
         mu: the POI value(s), ``(*batch,)``; may lie outside the POI's bounds.
         signal: signal yields of a signal-region model, ``(*batch, nsignal)``.
         init: starting point (warm start), ``(*batch, npars)``.
-        tol, max_iter: see :func:`fit`.
+        tol, max_iter, solver: see :func:`fit`.
 
     Returns:
         :class:`FitResult` with the broadcast batch shape of the inputs.
@@ -252,7 +337,7 @@ def profile(
         InvalidModelError: the model has no parameter of interest.
     """
     require_poi(model, "profile()")
-    return _run(model, data, signal, mu, init, tol, max_iter)
+    return _run(model, data, signal, mu, init, tol, max_iter, solver)
 
 
 def _check_batch(

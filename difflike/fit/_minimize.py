@@ -35,9 +35,12 @@ import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Array, Bool, Float, Int
 
+import numpy as np
+
+from difflike._pytree import pytree_dataclass, static
 from difflike.fit._linalg import symmetric_solve
 
-__all__ = ["STATUS_MESSAGES", "MinimizeResult", "minimize"]
+__all__ = ["STATUS_MESSAGES", "LowRankHessian", "MinimizeResult", "minimize"]
 
 STATUS_MESSAGES = {
     0: "converged",
@@ -72,6 +75,30 @@ class MinimizeResult(NamedTuple):
     status: Int[Array, ""]
     nit: Int[Array, ""]
     decrement: Float[Array, ""]
+
+
+@pytree_dataclass
+class LowRankHessian:
+    r"""A Hessian of the form :math:`H = \mathrm{diag}(a) + V V^\top`, ``(n, n)``.
+
+    What a likelihood with few bins and many constrained parameters has under the
+    Gauss–Newton approximation: :math:`a` the constraint terms' curvature (one
+    parameter each), :math:`V = J^\top W^{1/2}` the main bins' Jacobian scaled by
+    the Poisson weights (``r`` = number of bins). A step then costs
+    :math:`O(n r^2 + r^3)` (Woodbury) instead of the :math:`O(n^3)` of a dense
+    factorisation.
+
+    Attributes:
+        diag: :math:`a`, ``(n,)``; positive except on ``dense`` coordinates.
+        factor: :math:`V`, ``(n, r)``.
+        dense: the coordinates whose ``diag`` is zero by construction (parameters
+            without a constraint term: normfactors, shapefactors), static; they
+            are eliminated as a small dense block (a Schur complement).
+    """
+
+    diag: Float[Array, " n"]
+    factor: Float[Array, "n r"]
+    dense: tuple[int, ...] = static(default=())
 
 
 class _State(NamedTuple):
@@ -130,6 +157,89 @@ def _solve(h, g, mask, lam):
     return jnp.vectorize(one, signature="()->(n),()")(lam)
 
 
+def _correction(s: _State, g, h):
+    """The quasi-Newton correction added to a dense approximate Hessian ``h``."""
+    # An approximate Hessian (Gauss-Newton leaves out the residual term) can
+    # be far from the exact one along some directions, and convergence is
+    # then linear. The model h + s learns the missing part: after each
+    # accepted move dx, the secant condition (h(x_new) + s_new) dx = g_new - g
+    # = y fixes s_new (structured quasi-Newton, as in NL2SOL). Far from the
+    # minimum (last decrement >= 1) by a symmetric rank-one update; near it by
+    # a BFGS update of h + s, which keeps it positive definite when y.dx > 0:
+    # the rank-one model turned indefinite every few steps there, wasting one
+    # step in four and converging linearly (ATLAS-SUSY-2018-16 random-yield
+    # fits took 77 steps at the median; ATLAS-SUSY-2019-08 grid fits up to 86).
+    # Where h + s stopped being positive definite, s is dropped.
+    kept = jnp.where(s.keep_s, s.s, 0.0)
+    miss = jnp.where(s.mask, (g - s.g) - (h + s.s) @ s.dx, 0.0)
+    denom = jnp.dot(miss, s.dx)
+    size = jnp.linalg.norm(miss) * jnp.linalg.norm(s.dx)
+    update = (s.nit > 0) & (jnp.abs(denom) > 1e-8 * size) & (size > 0)
+    rank_one = kept + jnp.where(
+        update, jnp.outer(miss, miss) / jnp.where(update, denom, 1.0), 0.0
+    )
+    b_dx = jnp.where(s.mask, (h + kept) @ s.dx, 0.0)
+    y = jnp.where(s.mask, g - s.g, 0.0)
+    y_dx, dx_b_dx = jnp.dot(y, s.dx), jnp.dot(s.dx, b_dx)
+    curved = (
+        (s.nit > 0)
+        & (y_dx > 1e-10 * jnp.linalg.norm(y) * jnp.linalg.norm(s.dx))
+        & (dx_b_dx > 0)
+    )
+    bfgs = kept + jnp.where(
+        curved,
+        jnp.outer(y, y) / jnp.where(curved, y_dx, 1.0)
+        - jnp.outer(b_dx, b_dx) / jnp.where(curved, dx_b_dx, 1.0),
+        0.0,
+    )
+    return jnp.where(s.decrement < 1.0, bfgs, rank_one)
+
+
+def _solve_lowrank(h: LowRankHessian, g, mask, lam):
+    """:func:`_solve` for a :class:`LowRankHessian`, by block elimination.
+
+    With ``c`` the coordinates of positive ``diag`` and ``u`` the ``dense`` ones,
+    :math:`A_{cc} = D + V_c V_c^\top` is inverted by Woodbury through the
+    capacitance :math:`K = I + V_c^\top D^{-1} V_c` (``r x r``, positive
+    definite); the ``u`` block's Schur complement is :math:`S = D_u + V_u K^{-1}
+    V_u^\top` (``k x k``), whose Cholesky factorisation also tells whether
+    :math:`H` is positive definite. Damping adds ``lam`` times the (floored)
+    diagonal of :math:`H` to :math:`D`, as in :func:`_solve`.
+    """
+    n = g.shape[0]
+    u = np.asarray(h.dense, dtype=int)
+    c = np.setdiff1d(np.arange(n), u)
+    v = jnp.where(mask[:, None], h.factor, 0.0)
+    diag = jnp.abs(h.diag + jnp.sum(v * v, axis=1))
+    floor = 1e-10 * (1.0 + jnp.max(jnp.where(mask, diag, 0.0)))
+    gm = jnp.where(mask, g, 0.0)
+    vc, vu, gc, gu = v[c], v[u], gm[c], gm[u]
+    eye = jnp.eye(v.shape[1], dtype=v.dtype)
+
+    def one(lam):
+        a = jnp.where(mask, h.diag + lam * jnp.maximum(diag, floor), 1.0)
+        ac, au = jnp.maximum(a[c], floor), a[u]
+        vd = vc / ac[:, None]  # D^-1 V_c
+        k = eye + vc.T @ vd
+        # K^-1 [t, V_u^T] with t = V_c^T D^-1 g_c: one factorisation, two uses
+        rhs = jnp.concatenate([(vd.T @ gc)[:, None], vu.T], axis=1)
+        sol = symmetric_solve(k, rhs)
+        if len(u):
+            schur = jnp.diag(au) + vu @ sol[:, 1:]
+            du = -symmetric_solve(schur, gu - vu @ sol[:, 0])
+            rc = gc + vc @ (vu.T @ du)
+        else:
+            du = jnp.zeros((0,), g.dtype)
+            rc = gc
+        dc = -(rc / ac - vd @ symmetric_solve(k, vd.T @ rc))
+        d = jnp.zeros(n, g.dtype).at[c].set(dc).at[u].set(du)
+        d = jnp.where(mask, d, 0.0)
+        ok = jnp.all(jnp.isfinite(d))  # NaN where S is not positive definite
+        return jnp.where(ok, d, 0.0), ok
+
+    return jnp.vectorize(one, signature="()->(n),()")(lam)
+
+
 def minimize(
     fun: Callable[..., Array],
     x0: Float[Array, " n"],
@@ -155,7 +265,10 @@ def minimize(
         derivs: ``derivs(x, *args) -> (gradient, hessian)``; the Hessian may be an
             approximation (Gauss–Newton, say) as long as it is positive
             semi-definite near the minimum; the gradient must be exact. Default:
-            both by automatic differentiation.
+            both by automatic differentiation. A dense Hessian ``(n, n)`` is
+            corrected by quasi-Newton updates (see the loop body); a
+            :class:`LowRankHessian` is used as it is (Gauss–Newton steps at
+            :math:`O(n r^2)` each, more of them).
 
     Returns:
         :class:`MinimizeResult`.
@@ -170,6 +283,7 @@ def minimize(
     x0 = jnp.clip(jnp.asarray(x0, jnp.float64), lower, upper)
     f0 = fun(x0, *args)
     n = x0.shape[0]
+    lowrank = isinstance(jax.eval_shape(derivs, x0, *args)[1], LowRankHessian)
     state = _State(
         x=x0,
         f=f0,
@@ -179,7 +293,7 @@ def minimize(
         mask=jnp.zeros(n, bool),
         dx=jnp.zeros_like(x0),
         keep_s=jnp.asarray(False),
-        s=jnp.zeros((n, n), x0.dtype),
+        s=jnp.zeros((0, 0) if lowrank else (n, n), x0.dtype),
         lam=jnp.asarray(0.0),
         nit=jnp.asarray(0),
         status=jnp.where(jnp.isfinite(f0), _RUNNING, 4),
@@ -195,45 +309,16 @@ def minimize(
         # same, as both branches run).
         g, h = derivs(s.x, *args)
         g_ok = jnp.all(jnp.isfinite(g))
-        # An approximate Hessian (Gauss-Newton leaves out the residual term) can
-        # be far from the exact one along some directions, and convergence is
-        # then linear. The model h + s learns the missing part: after each
-        # accepted move dx, the secant condition (h(x_new) + s_new) dx = g_new - g
-        # = y fixes s_new (structured quasi-Newton, as in NL2SOL). Far from the
-        # minimum (last decrement >= 1) by a symmetric rank-one update; near it by
-        # a BFGS update of h + s, which keeps it positive definite when y.dx > 0:
-        # the rank-one model turned indefinite every few steps there, wasting one
-        # step in four and converging linearly (ATLAS-SUSY-2018-16 random-yield
-        # fits took 77 steps at the median; ATLAS-SUSY-2019-08 grid fits up to 86).
-        # Where h + s stopped being positive definite, s is dropped.
-        kept = jnp.where(s.keep_s, s.s, 0.0)
-        miss = jnp.where(s.mask, (g - s.g) - (h + s.s) @ s.dx, 0.0)
-        denom = jnp.dot(miss, s.dx)
-        size = jnp.linalg.norm(miss) * jnp.linalg.norm(s.dx)
-        update = (s.nit > 0) & (jnp.abs(denom) > 1e-8 * size) & (size > 0)
-        rank_one = kept + jnp.where(
-            update, jnp.outer(miss, miss) / jnp.where(update, denom, 1.0), 0.0
-        )
-        b_dx = jnp.where(s.mask, (h + kept) @ s.dx, 0.0)
-        y = jnp.where(s.mask, g - s.g, 0.0)
-        y_dx, dx_b_dx = jnp.dot(y, s.dx), jnp.dot(s.dx, b_dx)
-        curved = (
-            (s.nit > 0)
-            & (y_dx > 1e-10 * jnp.linalg.norm(y) * jnp.linalg.norm(s.dx))
-            & (dx_b_dx > 0)
-        )
-        bfgs = kept + jnp.where(
-            curved,
-            jnp.outer(y, y) / jnp.where(curved, y_dx, 1.0)
-            - jnp.outer(b_dx, b_dx) / jnp.where(curved, dx_b_dx, 1.0),
-            0.0,
-        )
-        correction = jnp.where(s.decrement < 1.0, bfgs, rank_one)
-
         mask = free_set(s.x, g, lower, upper, free)
-        h_model = h + correction
-        # the Newton step and the damped one, solved together
-        steps, oks = _solve(h_model, g, mask, jnp.stack([jnp.zeros_like(s.lam), s.lam]))
+        lams = jnp.stack([jnp.zeros_like(s.lam), s.lam])
+        if lowrank:
+            correction = s.s
+            steps, oks = _solve_lowrank(h, g, mask, lams)
+        else:
+            correction = _correction(s, g, h)
+            # the Newton step and the damped one, solved together
+            steps, oks = _solve(h + correction, g, mask, lams)
+
         newton, newton_ok = steps[0], oks[0]
         step, step_ok = steps[1], oks[1]
         decrement = jnp.where(newton_ok & g_ok, -jnp.dot(g, newton), jnp.inf)
