@@ -32,10 +32,9 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jaxtyping import Array, Bool, Float, Int
-
-import numpy as np
 
 from difflike._pytree import pytree_dataclass, static
 from difflike.fit._linalg import symmetric_solve
