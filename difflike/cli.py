@@ -627,6 +627,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         steps_per_chunk=args.steps_per_chunk,
         temperatures=tuple(args.temperatures),
         explore_fraction=args.explore_fraction,
+        density=args.density,
     )
     ds = sample(
         model,
@@ -736,6 +737,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=0.2,
         help="share of exploratory prior draws (default 0.2)",
+    )
+    p.add_argument(
+        "--density",
+        default="joint",
+        choices=("joint", "profiled"),
+        help="what NUTS samples: yields with nuisance parameters (joint, default) "
+        "or yields under the exact profile, a fit per step (profiled)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")

@@ -24,7 +24,13 @@ from jaxtyping import Array, Bool, Float, Int
 from numpyro.infer.hmc import hmc
 
 from difflike._vectorize import default_chunk
-from difflike.sample._target import Target, YieldSpace, potential
+from difflike.sample._target import (
+    Nuisance,
+    Target,
+    YieldSpace,
+    joint_potential,
+    potential,
+)
 
 __all__ = [
     "ChainStats",
@@ -38,16 +44,20 @@ __all__ = [
 class ChainStats(NamedTuple):
     """What each transition of each chain produced, ``(nchains, nsteps, ...)``."""
 
-    z: Float[Array, "nchains nsteps nsignal"]
+    z: Float[Array, "nchains nsteps nz"]
     potential_energy: Float[Array, "nchains nsteps"]
     accept_prob: Float[Array, "nchains nsteps"]
     diverging: Bool[Array, "nchains nsteps"]
     num_steps: Int[Array, "nchains nsteps"]
 
 
-def _kernels(model, space: YieldSpace):
+def _kernels(model, space: YieldSpace, nuisance: Nuisance | None):
     def potential_fn_gen(target: Target):
-        return partial(potential, model=model, target=target, space=space)
+        if nuisance is None:
+            return partial(potential, model=model, target=target, space=space)
+        return partial(
+            joint_potential, model=model, target=target, space=space, nuisance=nuisance
+        )
 
     return hmc(potential_fn_gen=potential_fn_gen, algo="NUTS")
 
@@ -57,8 +67,9 @@ def init_chains(
     model,
     space: YieldSpace,
     targets: Target,
-    z0: Float[Array, "nchains nsignal"],
+    z0: Float[Array, "nchains nz"],
     keys,
+    nuisance: Nuisance | None = None,
     *,
     num_warmup: int,
     max_tree_depth: int,
@@ -70,13 +81,18 @@ def init_chains(
         model: the signal-region model.
         space: the yield space (bounds and scales).
         targets: one :class:`Target` per chain (leaves with a leading ``nchains``).
-        z0: starting points in unconstrained coordinates, ``(nchains, nsignal)``.
+        z0: starting points in unconstrained coordinates, ``(nchains, nz)``:
+            the yields (``nz = nsignal``), followed by the nuisance parameters
+            for a joint density (``nz = nsignal + nfree``).
         keys: one PRNG key per chain, ``(nchains,)``.
+        nuisance: the nuisance parameters sampled jointly with the yields
+            (:func:`~difflike.sample._target.joint_potential`); ``None``: the
+            density is the profiled one (:func:`~difflike.sample._target.potential`).
         num_warmup: transitions of step-size and mass-matrix adaptation.
         max_tree_depth: NUTS's tree-depth cap (at most ``2**depth`` leapfrog steps).
         target_accept: the acceptance probability the step size adapts to.
     """
-    init_kernel, _ = _kernels(model, space)
+    init_kernel, _ = _kernels(model, space, nuisance)
 
     def one(z, key, target):
         return init_kernel(
@@ -100,6 +116,7 @@ def run_chains(
     space: YieldSpace,
     targets: Target,
     state,
+    nuisance: Nuisance | None = None,
     *,
     nsteps: int,
     num_warmup: int,
@@ -109,9 +126,9 @@ def run_chains(
     """``nsteps`` NUTS transitions of every chain: ``(new_state, ChainStats)``.
 
     The settings must be those :func:`init_chains` was called with (NumPyro's
-    kernel keeps them beside the state).
+    kernel keeps them beside the state), and so must ``nuisance``.
     """
-    init_kernel, sample_kernel = _kernels(model, space)
+    init_kernel, sample_kernel = _kernels(model, space, nuisance)
     # sample_kernel reads settings that init_kernel records; trace one init to set them
     jax.eval_shape(
         lambda z, t: init_kernel(

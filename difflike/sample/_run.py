@@ -46,9 +46,11 @@ from difflike.sample._nuts import (
 )
 from difflike.sample._target import (
     PRIOR_DF,
+    Nuisance,
     Target,
     YieldSpace,
     from_unconstrained,
+    joint_yields,
     to_unconstrained,
 )
 
@@ -62,6 +64,10 @@ LABEL_EXPECTATIONS = (
     "observed_asimov",
     "aposteriori_asimov",
 )
+
+
+#: what NUTS samples (see :class:`SamplerSettings`)
+DENSITIES = ("joint", "profiled")
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,12 @@ class SamplerSettings:
         max_tree_depth: NUTS's tree-depth cap.
         target_accept: NUTS's target acceptance probability.
         label_batch: yields per labelling call.
+        density: ``"joint"``: NUTS samples yields and nuisance parameters
+            together (one log-likelihood gradient per leapfrog step,
+            :func:`~difflike.sample._target.joint_potential`); ``"profiled"``:
+            NUTS samples the yields alone under the exact profiled likelihood (a
+            fit per leapfrog step, :func:`~difflike.sample._target.potential`:
+            practical for small models only). The labels are exact either way.
     """
 
     expectations: tuple[str, ...] = LABEL_EXPECTATIONS
@@ -97,8 +109,15 @@ class SamplerSettings:
     max_tree_depth: int = 6
     target_accept: float = 0.8
     label_batch: int = 1024
+    density: str = "joint"
 
     def __post_init__(self) -> None:
+        if self.density not in DENSITIES:
+            raise InputError(
+                "unknown density",
+                got=self.density,
+                expected=" or ".join(map(repr, DENSITIES)),
+            )
         for name in ("chains_per_target", "num_warmup", "steps_per_chunk"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be at least 1", got=getattr(self, name))
@@ -150,6 +169,32 @@ def yield_space(model: Model, targets: Target, settings: SamplerSettings) -> Yie
         lower=-(1.0 - settings.lower_margin) * b,
         scale=jnp.sqrt(jnp.maximum(b, 1.0)),
         prior_width=jnp.asarray(settings.prior_width, jnp.float64),
+    )
+
+
+@jax.jit
+def _yields(model, chains: Target, space, nuisance, z):
+    """The yields of NUTS states ``z``, ``(nchains, nsteps, nsignal)``."""
+    if nuisance is None:
+        return from_unconstrained(z, space)
+
+    def chain(target, z):
+        return jax.vmap(lambda x: joint_yields(x, model, target, space, nuisance))(z)
+
+    return jax.vmap(chain)(chains, z)
+
+
+def _nuisance(model: Model) -> Nuisance:
+    """The parameters a joint density samples: the free ones, the POI excepted."""
+    config = model.config
+    free = ~np.asarray(config.fixed)
+    free[config.poi_index] = False
+    index = np.flatnonzero(free)
+    bounds = np.asarray(config.bounds)[index]
+    return Nuisance(
+        index=jnp.asarray(index),
+        lower=jnp.asarray(bounds[:, 0]),
+        upper=jnp.asarray(bounds[:, 1]),
     )
 
 
@@ -326,13 +371,14 @@ def sample(
         0.3 * space.scale * jax.random.normal(start_key, (nc, config.nsignal)),
         0.5 * space.lower,
     )
+    z0 = to_unconstrained(s0, space)
+    nuisance = None
+    if settings.density == "joint":
+        nuisance = _nuisance(model)
+        u0 = nuisance.to_unconstrained(chains.init[:, nuisance.index])
+        z0 = jnp.concatenate([z0, u0], axis=1)
     state = init_chains(
-        model,
-        space,
-        chains,
-        to_unconstrained(s0, space),
-        jax.random.split(chain_key, nc),
-        **kw,
+        model, space, chains, z0, jax.random.split(chain_key, nc), nuisance, **kw
     )
     done = sum(c["n"] for c in meta["chunks"])
     bar = _progress(progress, meta["requested"], done, nc)
@@ -341,7 +387,13 @@ def sample(
             bar.set_description("warm-up")
             for _ in range(settings.warmup_chunks):
                 state, _ = run_chains(
-                    model, space, chains, state, nsteps=settings.steps_per_chunk, **kw
+                    model,
+                    space,
+                    chains,
+                    state,
+                    nuisance,
+                    nsteps=settings.steps_per_chunk,
+                    **kw,
                 )
             _dataset.write_npz(folder / "warmup.npz", state_to_arrays(state))
             meta["warmup"] = True
@@ -357,9 +409,15 @@ def sample(
             k = len(meta["chunks"])
             t0 = time.perf_counter()
             state, stats = run_chains(
-                model, space, chains, state, nsteps=settings.steps_per_chunk, **kw
+                model,
+                space,
+                chains,
+                state,
+                nuisance,
+                nsteps=settings.steps_per_chunk,
+                **kw,
             )
-            s_nuts = np.asarray(from_unconstrained(stats.z, space))
+            s_nuts = np.asarray(_yields(model, chains, space, nuisance, stats.z))
             t1 = time.perf_counter()
             steps = settings.steps_per_chunk
             rng = np.random.default_rng([seed, k])

@@ -40,6 +40,13 @@ negligible. Negative yields are allowed down to :math:`\ell_i = -(1 - \epsilon)
 b_i`, where the bin's expected count would vanish; NUTS runs in unconstrained
 coordinates :math:`z` with :math:`s = \ell + \sigma\,\mathrm{softplus}(z)`, linear
 for large yields and with the Jacobian included in the density.
+
+That is the *profiled* density (:func:`potential`): every evaluation is a fit. The
+default, :func:`joint_potential`, samples the yields together with the nuisance
+parameters under the likelihood whose signal bins are tempered; its marginal in
+:math:`s` follows the same ladder up to the slowly varying width of the nuisance
+parameters' posterior, and one evaluation is one log-likelihood (docs/sampling.md
+says why, with figures).
 """
 
 from __future__ import annotations
@@ -47,15 +54,19 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from jax.scipy import stats
-from jaxtyping import Array, Float
+from jaxtyping import Array, Float, Int
 
 from difflike._pytree import pytree_dataclass
 from difflike.fit._api import MAX_ITER, TOL, _fit_one
+from difflike.histfactory._model import _poisson_logpdf
 
 __all__ = [
+    "Nuisance",
     "Target",
     "YieldSpace",
     "from_unconstrained",
+    "joint_potential",
+    "joint_yields",
     "log_prior",
     "potential",
     "to_unconstrained",
@@ -63,6 +74,11 @@ __all__ = [
 
 #: degrees of freedom of the prior's Student-t factors
 PRIOR_DF = 3.0
+#: the joint density's yields keep each signal bin's rate above this fraction of
+#: its background (:func:`joint_potential`)
+JOINT_MARGIN = 0.05
+#: width of the smooth maximum between the two lower bounds, in yield scales
+JOINT_SMOOTHING = 0.05
 
 
 @pytree_dataclass
@@ -96,6 +112,45 @@ class Target:
     init: Float[Array, " npars"]
     nll0: Float[Array, ""]
     beta: Float[Array, ""]
+
+
+@pytree_dataclass
+class Nuisance:
+    """The nuisance parameters a joint density samples beside the yields.
+
+    Attributes:
+        index: the model's free parameters other than the POI, ``(nfree,)`` int.
+        lower, upper: their bounds, ``(nfree,)``.
+    """
+
+    index: Int[Array, " nfree"]
+    lower: Float[Array, " nfree"]
+    upper: Float[Array, " nfree"]
+
+    def to_parameters(self, u: Float[Array, "*b nfree"]) -> Array:
+        """Parameters from unconstrained coordinates: ``lower + width * sigmoid(u)``.
+
+        NUTS runs in ``u``: a bound is never a wall (shapefactors and free
+        normalisations often have their mass against one), and the map's Jacobian
+        is :meth:`log_jacobian`.
+        """
+        return self.lower + (self.upper - self.lower) * jax.nn.sigmoid(u)
+
+    def to_unconstrained(self, theta: Float[Array, "*b nfree"]) -> Array:
+        """The inverse of :meth:`to_parameters`; points on a bound are moved inside
+        by a thousandth of the range."""
+        frac = jnp.clip(
+            (theta - self.lower) / (self.upper - self.lower), 1e-3, 1 - 1e-3
+        )
+        return jnp.log(frac) - jnp.log1p(-frac)
+
+    def log_jacobian(self, u: Float[Array, " nfree"]) -> Array:
+        r""":math:`\log|d\theta/du|` of :meth:`to_parameters`, ``()``."""
+        return jnp.sum(
+            jnp.log(self.upper - self.lower)
+            + jax.nn.log_sigmoid(u)
+            + jax.nn.log_sigmoid(-u)
+        )
 
 
 def from_unconstrained(z: Float[Array, "*b nsignal"], space: YieldSpace) -> Array:
@@ -148,3 +203,73 @@ def potential(z: Float[Array, " nsignal"], model, target: Target, space: YieldSp
     logp = target.beta * delta + log_prior(s, space) + log_jac
     ok = (status <= 2) & jnp.isfinite(logp)
     return jnp.where(ok, -logp, jnp.inf)
+
+
+def joint_potential(
+    z: Float[Array, " nz"], model, target: Target, space: YieldSpace, nuisance: Nuisance
+):
+    r"""The potential of the *joint* density of yields and nuisance parameters, ``()``.
+
+    ``z`` is the unconstrained yields (``nsignal``) followed by the nuisance
+    parameters in unconstrained coordinates (``nfree``, see
+    :meth:`Nuisance.to_parameters`). At
+    :math:`\mu = 1`,
+
+    .. math::
+
+        \log p(s, \theta) = \beta \sum_{b \in \text{SR}} \ln P(n_b | \lambda_b)
+            + \sum_{b \notin \text{SR}} \ln P(n_b | \lambda_b)
+            + \ln L_\text{constraint}(\theta) + \log\pi(s):
+
+    only the bins that receive signal are tempered, so a hot rung widens the yields
+    while the control regions and the constraints keep the nuisance parameters (and
+    free normalisations) where the data put them. At :math:`\beta = 1` the marginal
+    in :math:`s` is the likelihood integrated over :math:`\theta`, which differs
+    from the profile :math:`e^{\Delta(s)}` by the slowly varying width of
+    :math:`\theta`'s posterior (Laplace); the labels are the exact profile either
+    way. One evaluation is one log-likelihood and its gradient, no fit.
+
+    The yields' lower bound follows the nuisance parameters: :math:`s = \ell(\theta)
+    + \sigma\,\mathrm{softplus}(z)` with :math:`\ell(\theta)` a smooth maximum of
+    the fixed bound ``space.lower`` and the yield :math:`-(1 - \epsilon)\,b(\theta)
+    / k(\theta)` at which the bin's rate would fall to :math:`\epsilon` of its
+    background (:math:`b` the background, :math:`k` the signal's scale factor), so no
+    rate is ever negative: NUTS meets no wall there. The map is triangular, so its
+    Jacobian is that of :func:`from_unconstrained` times the nuisance parameters'.
+    """
+    s, pars, background, factor = _joint_point(z, model, target, space, nuisance)
+    nsig = space.lower.shape[0]
+    zs = z[:nsig]
+    bins = jnp.asarray(model.signal_bins)
+    nmain = model.config.nmaindata
+    rates = background.at[bins].add(factor * s)
+    terms = _poisson_logpdf(target.data[:nmain], rates)
+    weight = jnp.ones(nmain).at[bins].set(target.beta)
+    main = jnp.sum(weight * terms)
+    constraint = model._constraint_logpdf(pars, target.data[nmain:])
+    log_jac = jnp.sum(jnp.log(space.scale) + jax.nn.log_sigmoid(zs))
+    logp = main + constraint + log_prior(s, space) + log_jac
+    logp = logp + nuisance.log_jacobian(z[nsig:])
+    return jnp.where(jnp.isfinite(logp), -logp, jnp.inf)
+
+
+def _joint_point(z, model, target: Target, space: YieldSpace, nuisance: Nuisance):
+    """``(s, pars, background, factor)`` of one joint-density point (see
+    :func:`joint_potential`): the yields, all parameters, the main bins' background
+    rates ``(nmain,)`` and the signal's scale factor in its bins ``(nsignal,)``."""
+    nsig = space.lower.shape[0]
+    pars = target.init.at[nuisance.index].set(nuisance.to_parameters(z[nsig:]))
+    pars = pars.at[model.config.poi_index].set(1.0)
+    bins = jnp.asarray(model.signal_bins)
+    background = model._main(pars, jnp.zeros(nsig))
+    factor = model._main(pars, jnp.ones(nsig))[bins] - background[bins]
+    vanish = -(1.0 - JOINT_MARGIN) * background[bins] / factor
+    tau = JOINT_SMOOTHING * space.scale
+    lower = space.lower + tau * jax.nn.softplus((vanish - space.lower) / tau)
+    return lower + space.scale * jax.nn.softplus(z[:nsig]), pars, background, factor
+
+
+def joint_yields(z: Float[Array, " nz"], model, target: Target, space, nuisance):
+    """The yields of a joint-density point ``z`` (see :func:`joint_potential`),
+    ``(nsignal,)``."""
+    return _joint_point(z, model, target, space, nuisance)[0]
