@@ -194,27 +194,10 @@ def _fit_one(
     return pars, value, res.status, res.nit
 
 
+@partial(jax.jit, static_argnames=("fix_poi", "solver"))
 def _fit_kernel(
     model, data, signal, mu, init, *, fix_poi, tol, max_iter, solver="dense"
 ):
-    """Fits of a batch (see :func:`_fit_one`), compiled: a :class:`FitResult`."""
-    # jit is given every static argument explicitly: a defaulted static keyword
-    # left out of one call and passed in the next confuses jit's argument cache
-    return _fit_kernel_jit(
-        model,
-        data,
-        signal,
-        mu,
-        init,
-        fix_poi=fix_poi,
-        tol=tol,
-        max_iter=max_iter,
-        solver=solver,
-    )
-
-
-@partial(jax.jit, static_argnames=("fix_poi", "solver"))
-def _fit_kernel_jit(model, data, signal, mu, init, *, fix_poi, tol, max_iter, solver):
     def one(model, data, signal, mu, init):
         return _fit_one(
             model,
