@@ -220,17 +220,19 @@ def _solve_lowrank(h: LowRankHessian, g, mask, lam):
         ac, au = jnp.maximum(a[c], floor), a[u]
         vd = vc / ac[:, None]  # D^-1 V_c
         k = eye + vc.T @ vd
-        # K^-1 [t, V_u^T] with t = V_c^T D^-1 g_c: one factorisation, two uses
+        # K^-1 [t, V_u^T] with t = V_c^T D^-1 g_c: the only solve with K
         rhs = jnp.concatenate([(vd.T @ gc)[:, None], vu.T], axis=1)
         sol = symmetric_solve(k, rhs)
         if len(u):
             schur = jnp.diag(au) + vu @ sol[:, 1:]
             du = -symmetric_solve(schur, gu - vu @ sol[:, 0])
-            rc = gc + vc @ (vu.T @ du)
         else:
             du = jnp.zeros((0,), g.dtype)
-            rc = gc
-        dc = -(rc / ac - vd @ symmetric_solve(k, vd.T @ rc))
+        # d_c = -A_cc^-1 r_c with r_c = g_c + V_c V_u^T d_u, where
+        # K^-1 V_c^T D^-1 r_c = K^-1 t + (I - K^-1) V_u^T d_u (as V_c^T D^-1 V_c = K - I)
+        w = vu.T @ du
+        rc = gc + vc @ w
+        dc = -(rc / ac - vd @ (sol[:, 0] + w - sol[:, 1:] @ du))
         d = jnp.zeros(n, g.dtype).at[c].set(dc).at[u].set(du)
         d = jnp.where(mask, d, 0.0)
         ok = jnp.all(jnp.isfinite(d))  # NaN where S is not positive definite
