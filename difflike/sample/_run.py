@@ -26,6 +26,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -380,21 +381,23 @@ def sample(
     state = init_chains(
         model, space, chains, z0, jax.random.split(chain_key, nc), nuisance, **kw
     )
+    # one chunk of transitions of every chain (warm-up and sampling alike)
+    advance = partial(
+        run_chains,
+        model,
+        space,
+        chains,
+        nuisance=nuisance,
+        nsteps=settings.steps_per_chunk,
+        **kw,
+    )
     done = sum(c["n"] for c in meta["chunks"])
     bar = _progress(progress, meta["requested"], done, nc)
     try:
         if not meta["warmup"]:
             bar.set_description("warm-up")
             for _ in range(settings.warmup_chunks):
-                state, _ = run_chains(
-                    model,
-                    space,
-                    chains,
-                    state,
-                    nuisance,
-                    nsteps=settings.steps_per_chunk,
-                    **kw,
-                )
+                state, _ = advance(state)
             _dataset.write_npz(folder / "warmup.npz", state_to_arrays(state))
             meta["warmup"] = True
             _dataset.write_sidecar(folder, meta)
@@ -408,15 +411,7 @@ def sample(
         while done < meta["requested"]:
             k = len(meta["chunks"])
             t0 = time.perf_counter()
-            state, stats = run_chains(
-                model,
-                space,
-                chains,
-                state,
-                nuisance,
-                nsteps=settings.steps_per_chunk,
-                **kw,
-            )
+            state, stats = advance(state)
             s_nuts = np.asarray(_yields(model, chains, space, nuisance, stats.z))
             t1 = time.perf_counter()
             steps = settings.steps_per_chunk
