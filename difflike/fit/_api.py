@@ -232,12 +232,17 @@ def require_poi(model: Model, what: str) -> None:
         )
 
 
-def _run(model: Model, data, signal, mu, init, tol, max_iter, solver) -> FitResult:
-    """Check the inputs and run the fit kernel; ``mu=None`` is a global fit."""
+def check_solver(solver: str) -> None:
+    """Raise :class:`InputError` unless ``solver`` is one of :data:`SOLVERS`."""
     if solver not in SOLVERS:
         raise InputError(
             "unknown solver", got=solver, expected=" or ".join(map(repr, SOLVERS))
         )
+
+
+def _run(model: Model, data, signal, mu, init, tol, max_iter, solver) -> FitResult:
+    """Check the inputs and run the fit kernel; ``mu=None`` is a global fit."""
+    check_solver(solver)
     data = model._data(data, model.config.ndata, "data")
     signal = model._signal(signal)
     init = model.config.init if init is None else model._pars(init)

@@ -36,9 +36,10 @@ import numpy as np
 
 from difflike._version import __version__
 from difflike.errors import InputError
+from difflike.fit._api import check_solver
 from difflike.histfactory import Model
 from difflike.sample import _dataset
-from difflike.sample._label import background_targets, label
+from difflike.sample._label import LABEL_SOLVER, LABEL_TOL, background_targets, label
 from difflike.sample._nuts import (
     init_chains,
     run_chains,
@@ -90,6 +91,9 @@ class SamplerSettings:
         max_tree_depth: NUTS's tree-depth cap.
         target_accept: NUTS's target acceptance probability.
         label_batch: yields per labelling call.
+        label_tol, label_solver: convergence tolerance and Newton solver of the
+            label fits (:data:`~difflike.sample._label.LABEL_TOL`,
+            :data:`~difflike.sample._label.LABEL_SOLVER`; see :func:`difflike.fit`).
         density: ``"joint"``: NUTS samples yields and nuisance parameters
             together (one log-likelihood gradient per leapfrog step,
             :func:`~difflike.sample._target.joint_potential`); ``"profiled"``:
@@ -110,6 +114,8 @@ class SamplerSettings:
     max_tree_depth: int = 6
     target_accept: float = 0.8
     label_batch: int = 1024
+    label_tol: float = LABEL_TOL
+    label_solver: str = LABEL_SOLVER
     density: str = "joint"
 
     def __post_init__(self) -> None:
@@ -119,6 +125,9 @@ class SamplerSettings:
                 got=self.density,
                 expected=" or ".join(map(repr, DENSITIES)),
             )
+        check_solver(self.label_solver)
+        if not self.label_tol > 0:
+            raise InputError("label_tol must be positive", got=self.label_tol)
         for name in ("chains_per_target", "num_warmup", "steps_per_chunk"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be at least 1", got=getattr(self, name))
@@ -446,6 +455,8 @@ def sample(
                 signal,
                 base_ok,
                 batch_size=settings.label_batch,
+                tol=settings.label_tol,
+                solver=settings.label_solver,
             )
             t2 = time.perf_counter()
             keep = min(len(signal), meta["requested"] - done)

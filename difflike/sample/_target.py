@@ -171,11 +171,12 @@ def log_prior(s: Float[Array, "*b nsignal"], space: YieldSpace) -> Array:
     return jnp.sum(stats.t.logpdf(s / width, PRIOR_DF), axis=-1)
 
 
-def delta_at(model, target: Target, s, *, tol=TOL, max_iter=MAX_ITER):
+def delta_at(model, target: Target, s, *, tol=TOL, max_iter=MAX_ITER, solver="dense"):
     """``(delta, nll, status)`` of one yield vector against one target's data.
 
     The fit at :math:`\\mu = 1` starts from the background-only fit (``target.init``),
-    which is close to the optimum for the yields that matter.
+    which is close to the optimum for the yields that matter. ``tol`` and
+    ``solver`` are :func:`difflike.fit`'s.
     """
     _, value, status, _ = _fit_one(
         model,
@@ -186,6 +187,7 @@ def delta_at(model, target: Target, s, *, tol=TOL, max_iter=MAX_ITER):
         fix_poi=True,
         tol=tol,
         max_iter=max_iter,
+        solver=solver,
     )
     return target.nll0 - value, value, status
 

@@ -251,6 +251,10 @@ def test_bad_inputs(sr, tmp_path):
         SamplerSettings(sampled=("apriori",))
     with pytest.raises(InputError, match="unknown density"):
         SamplerSettings(density="gibbs")
+    with pytest.raises(InputError, match="unknown solver"):
+        SamplerSettings(label_solver="lbfgs")
+    with pytest.raises(InputError, match="label_tol"):
+        SamplerSettings(label_tol=0.0)
     with pytest.raises(InputError, match="no dataset"):
         load_dataset(tmp_path / "nothing")
 
