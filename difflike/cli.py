@@ -784,6 +784,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="one network for all expectations (default: one each)",
     )
     p.add_argument(
+        "--no-counting",
+        action="store_true",
+        help="learn Delta itself, not its departure from the counting baseline "
+        "(which needs the dataset's workspace; docs/surrogates.md)",
+    )
+    p.add_argument(
         "--expectations", nargs="+", help="expectations to learn (default: all)"
     )
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -812,6 +818,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         ensemble=args.ensemble,
         budget_s=args.budget,
         multihead=args.multihead,
+        counting=not args.no_counting,
         seed=args.seed,
     )
     start = time.perf_counter()

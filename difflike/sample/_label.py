@@ -22,7 +22,13 @@ from difflike.histfactory import Model
 from difflike.infer._delta import _check_expectation, _expectation_data_kernel
 from difflike.sample._target import Target, delta_at
 
-__all__ = ["LABEL_SOLVER", "LABEL_TOL", "background_targets", "label"]
+__all__ = [
+    "LABEL_SOLVER",
+    "LABEL_TOL",
+    "background_targets",
+    "counting_summary",
+    "label",
+]
 
 #: convergence tolerance of the label fits. Δ is needed to 1e-4 (the acceptance
 #: against pyhf); half a Newton decrement of 1e-9 leaves Δ within ~1e-9 of the
@@ -84,6 +90,56 @@ def background_targets(
         data=stacked, init=fits.pars, nll0=fits.nll, beta=jnp.ones(len(sets))
     )
     return targets, np.asarray(column), jnp.stack(oks) & fits.converged
+
+
+def counting_summary(
+    model: Model,
+    targets: Target,
+    column: np.ndarray,
+    expectations: tuple[str, ...],
+) -> dict[str, dict[str, list[float]]]:
+    """Per expectation, the signal bins as independent counting experiments:
+    ``{"data", "background", "variance"}``, one value per signal bin (JSON-ready).
+
+    ``data`` are the expectation's counts, ``background`` the background-only fit's
+    expected counts, ``variance`` that background's variance from the fit's
+    covariance (the pseudo-inverse Hessian of :math:`-\\ln L` over the free
+    parameters, propagated linearly). Surrogates learn their departure from this
+    (:mod:`difflike.surrogate._counting`); datasets record it as
+    ``meta["counting"]``. ``targets`` and ``column`` are
+    :func:`background_targets`'s for ``expectations``.
+    """
+    config = model.config
+    bins = jnp.asarray(model.signal_bins)
+    zero = jnp.zeros(config.nsignal)
+    free = ~np.asarray(config.fixed)
+    free[config.poi_index] = False
+    index = jnp.asarray(np.flatnonzero(free))
+
+    def one(d, pars):
+        def nll(x):
+            return -model.logpdf(pars.at[index].set(x), d, zero)
+
+        def rates(x):
+            return model.expected_actualdata(pars.at[index].set(x), zero)[bins]
+
+        x = pars[index]
+        cov = jnp.linalg.pinv(jax.hessian(nll)(x), hermitian=True)
+        j = jax.jacobian(rates)(x)
+        var = jnp.maximum(jnp.einsum("ip,pq,iq->i", j, cov, j), 0.0)
+        return d[bins], rates(x), var
+
+    n, b, v = (
+        np.asarray(a) for a in jax.jit(jax.vmap(one))(targets.data, targets.init)
+    )
+    return {
+        e: {
+            "data": n[k].tolist(),
+            "background": b[k].tolist(),
+            "variance": v[k].tolist(),
+        }
+        for e, k in zip(expectations, column)
+    }
 
 
 @partial(jax.jit, static_argnames=("tol", "solver"))

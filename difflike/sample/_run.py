@@ -39,7 +39,13 @@ from difflike.errors import InputError
 from difflike.fit._api import check_solver
 from difflike.histfactory import Model
 from difflike.sample import _dataset
-from difflike.sample._label import LABEL_SOLVER, LABEL_TOL, background_targets, label
+from difflike.sample._label import (
+    LABEL_SOLVER,
+    LABEL_TOL,
+    background_targets,
+    counting_summary,
+    label,
+)
 from difflike.sample._nuts import (
     init_chains,
     run_chains,
@@ -364,6 +370,9 @@ def sample(
     )
     if meta is None:
         meta = _header(model, settings, seed, space, target_list, n)
+        meta["counting"] = counting_summary(
+            model, labels, column, settings.expectations
+        )
     else:
         meta["requested"] = max(int(n), int(meta["requested"]))
         meta["complete"] = False

@@ -123,8 +123,9 @@ class SurrogateLikelihood:
 
     def nll(self, mu: Float[Array, ""]) -> Array:
         r""":math:`-\Delta_e(\mu s)`, ``()``."""
-        raw = self.nets.raw(mu * self.signal) - self.offset
-        value = jnp.take(raw * self.nets.y_scale, self.head)
+        s = mu * self.signal
+        raw = (self.nets.raw(s) - self.offset) * self.nets.y_scale
+        value = jnp.take(raw + self.nets.baseline(s), self.head)
         return -value.astype(jnp.float64)
 
     def fit(self) -> tuple[Array, Array]:

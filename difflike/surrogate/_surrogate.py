@@ -5,14 +5,17 @@ surrogate evaluates
 
 .. math::
 
-    \Delta_e(s) = \sigma_e\,\bigl[g_e(x(s)) - g_e(x(0))\bigr],
+    \Delta_e(s) = \Delta_{\mathrm{c},e}(s)
+        + \sigma_e\,\bigl[g_e(x(s)) - g_e(x(0))\bigr],
     \qquad x(s) = (s - m) / w,
 
 with :math:`g_e` the mean over an ensemble of networks of the output that learns
-expectation :math:`e`, :math:`m, w` the input standardisation and :math:`\sigma_e`
-the output scale, all stored with the surrogate. Subtracting the network at
-:math:`s = 0` makes :math:`\Delta_e(0) = 0` exact, as it is for the profiled
-likelihood by definition; the network then only learns the shape.
+expectation :math:`e`, :math:`m, w` the input standardisation, :math:`\sigma_e`
+the output scale and :math:`\Delta_{\mathrm{c},e}` the counting baseline
+(:mod:`difflike.surrogate._counting`; zero for surrogates trained without it), all
+stored with the surrogate. Subtracting the network at :math:`s = 0` makes
+:math:`\Delta_e(0) = 0` exact, as it is for the profiled likelihood by definition;
+the network then only learns how the workspace departs from the baseline.
 
 :class:`SurrogateNets` is the pytree of arrays (jit, vmap and grad go through it);
 :class:`Surrogate` adds the metadata (signal regions, expectations, workspace
@@ -36,6 +39,7 @@ from jaxtyping import Array, ArrayLike, Float
 from difflike._pytree import pytree_dataclass, static
 from difflike._version import __version__
 from difflike.errors import InputError
+from difflike.surrogate._counting import counting_delta
 from difflike.surrogate._network import (
     Architecture,
     Params,
@@ -61,11 +65,15 @@ class SurrogateNets:
         y_scale: output scale per expectation, ``(nexpect,)`` float32.
         background: post-fit background per signal bin (the scale of the
             logarithmic features), ``(nsignal,)`` float32.
+        count_data, count_background, count_variance: the counting baseline's
+            data, background and background variance per expectation and signal
+            bin, ``(nexpect, nsignal)`` float32 (used only with ``counting``).
         archs: per network, per member, its :class:`Architecture` (static).
         heads: per network, the expectation index of each of its outputs, -1 for
             an output not used (static).
         nexpect: number of expectations (static).
         log_features: whether the inputs include :math:`\\ln(1 + s/b)` (static).
+        counting: whether the networks correct the counting baseline (static).
     """
 
     params: tuple[tuple[Params, ...], ...]
@@ -73,10 +81,14 @@ class SurrogateNets:
     x_scale: Float[Array, " nfeature"]
     y_scale: Float[Array, " nexpect"]
     background: Float[Array, " nsignal"]
+    count_data: Float[Array, "nexpect nsignal"]
+    count_background: Float[Array, "nexpect nsignal"]
+    count_variance: Float[Array, "nexpect nsignal"]
     archs: tuple[tuple[Architecture, ...], ...] = static()
     heads: tuple[tuple[int, ...], ...] = static()
     nexpect: int = static()
     log_features: bool = static(default=True)
+    counting: bool = static(default=False)
 
     def raw(self, s: Float[ArrayLike, "*b nsignal"]) -> Float[Array, "*b nexpect"]:
         """Ensemble-mean network outputs at ``s`` (standardised units), ``(*b, nexpect)``."""
@@ -90,6 +102,24 @@ class SurrogateNets:
                     cols[e] = out[..., k]
         return jnp.stack(cols, axis=-1)
 
+    def baseline(self, s: Float[ArrayLike, "*b nsignal"]) -> Float[Array, "*b nexpect"]:
+        """The counting baseline at ``s``, ``(*b, nexpect)`` float32 (zeros without
+        ``counting``)."""
+        s = jnp.asarray(s, jnp.float32)
+        if not self.counting:
+            return jnp.zeros((*s.shape[:-1], self.nexpect), jnp.float32)
+        return counting_delta(
+            self.count_data, self.count_background, self.count_variance, s
+        )
+
+    def delta32(self, s: Float[ArrayLike, "*b nsignal"]) -> Float[Array, "*b nexpect"]:
+        """:math:`\\Delta_e(s)` of every expectation in float32, ``(*b, nexpect)``
+        (what the ONNX export computes)."""
+        s = jnp.asarray(s, jnp.float32)
+        # a batch of one zero vector: ONNX's Gemm wants rank-2 inputs
+        zero = self.raw(jnp.zeros((1, s.shape[-1]), jnp.float32))[0]
+        return (self.raw(s) - zero) * self.y_scale + self.baseline(s)
+
     def select(self, expectations: tuple[int, ...]) -> SurrogateNets:
         """Only the networks behind the outputs ``expectations`` (indices), whose
         outputs become ``0, 1, ...`` in that order: evaluating it skips the rest."""
@@ -100,24 +130,26 @@ class SurrogateNets:
                 params.append(p)
                 archs.append(a)
                 heads.append(new)
+        rows = jnp.asarray(expectations)
         return SurrogateNets(
             params=tuple(params),
             x_shift=self.x_shift,
             x_scale=self.x_scale,
-            y_scale=self.y_scale[jnp.asarray(expectations)],
+            y_scale=self.y_scale[rows],
             background=self.background,
+            count_data=self.count_data[rows],
+            count_background=self.count_background[rows],
+            count_variance=self.count_variance[rows],
             archs=tuple(archs),
             heads=tuple(heads),
             nexpect=len(expectations),
             log_features=self.log_features,
+            counting=self.counting,
         )
 
     def delta(self, s: Float[ArrayLike, "*b nsignal"]) -> Float[Array, "*b nexpect"]:
         """:math:`\\Delta_e(s)` of every expectation, ``(*b, nexpect)`` float64."""
-        s = jnp.asarray(s)
-        zero = self.raw(jnp.zeros(s.shape[-1:]))
-        out = (self.raw(s) - zero) * self.y_scale
-        return out.astype(jnp.float64)
+        return self.delta32(s).astype(jnp.float64)
 
 
 def features(
@@ -215,6 +247,7 @@ class Surrogate:
             "expectations": list(self.expectations),
             "poi_bounds": list(self.poi_bounds),
             "log_features": bool(self.nets.log_features),
+            "counting": bool(self.nets.counting),
             "networks": [
                 {"heads": list(h), "members": [a.to_json() for a in archs]}
                 for h, archs in zip(self.nets.heads, self.nets.archs)
@@ -230,6 +263,12 @@ class Surrogate:
             "y_scale": np.asarray(self.nets.y_scale),
             "background": np.asarray(self.nets.background),
         }
+        if self.nets.counting:
+            out |= {
+                "count_data": np.asarray(self.nets.count_data),
+                "count_background": np.asarray(self.nets.count_background),
+                "count_variance": np.asarray(self.nets.count_variance),
+            }
         for i, members in enumerate(self.nets.params):
             for j, params in enumerate(members):
                 out |= flatten_params(params, f"net{i}/member{j}/")
@@ -264,16 +303,24 @@ class Surrogate:
             params.append(tuple(members))
             archs.append(tuple(member_archs))
             heads.append(tuple(int(h) for h in net["heads"]))
+        counting = bool(doc.get("counting", False))  # absent: made before the baseline
+        shape = (len(doc["expectations"]), int(sum(doc["signal_nbins"])))
+        count = {
+            k: jnp.asarray(arrays[k] if counting else np.zeros(shape), jnp.float32)
+            for k in ("count_data", "count_background", "count_variance")
+        }
         nets = SurrogateNets(
             params=tuple(params),
             x_shift=jnp.asarray(arrays["x_shift"], jnp.float32),
             x_scale=jnp.asarray(arrays["x_scale"], jnp.float32),
             y_scale=jnp.asarray(arrays["y_scale"], jnp.float32),
             background=jnp.asarray(arrays["background"], jnp.float32),
+            **count,
             archs=tuple(archs),
             heads=tuple(heads),
             nexpect=len(doc["expectations"]),
             log_features=bool(doc["log_features"]),
+            counting=counting,
         )
         return cls(
             nets=nets,

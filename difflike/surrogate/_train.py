@@ -6,10 +6,15 @@ r"""Training surrogates: Optax Adam, early stopping, ensembles, hyper-parameter 
 1. **Split.** Rows are split 60/20/20 into train, validation and test by a seeded
    permutation (the same split for every expectation; rows whose fit did not
    converge for an expectation are left out of that expectation's sets).
-2. **Standardise.** Inputs by the training rows' mean and standard deviation per
-   signal bin; each expectation's :math:`\Delta` by its standard deviation (no
-   shift: the surrogate subtracts its value at :math:`s = 0`, see
-   :mod:`difflike.surrogate._surrogate`).
+2. **Baseline and standardisation.** With ``counting`` (the default) the networks
+   learn :math:`\Delta - \Delta_\mathrm{c}`, the departure from the counting
+   baseline of :mod:`difflike.surrogate._counting`, whose parameters the dataset
+   records (``meta["counting"]``; for older datasets they are computed from the
+   workspace, read again and its SHA-256 checked) and the surrogate stores. On ATLAS-SUSY-2018-04 that target's standard deviation is 40-60
+   times smaller than that of :math:`\Delta` itself. Inputs are standardised by
+   the training rows' mean and standard deviation per feature; each
+   expectation's target by its standard deviation (no shift: the surrogate
+   subtracts its value at :math:`s = 0`, see :mod:`difflike.surrogate._surrogate`).
 3. **Loss.** Weighted mean squared error of the standardised :math:`\Delta`. Rows
    inside the band that inference uses, :math:`-2\Delta \le` ``band``, weigh 1;
    rows beyond it weigh ``band / (-2Δ)``, so the far tails (which only need to be
@@ -54,6 +59,7 @@ from jax import lax
 from difflike._files import atomic_write
 from difflike._version import __version__
 from difflike.errors import InputError
+from difflike.surrogate._counting import counting_delta
 from difflike.surrogate._network import (
     Architecture,
     Params,
@@ -85,6 +91,8 @@ class TrainSettings:
         band: :math:`-2\\Delta` up to which rows weigh fully in the loss.
         multihead: one network for all expectations (``True``) or one per
             expectation (``False``).
+        counting: learn the departure from the counting baseline (module doc);
+            needs the dataset's workspace at training time only.
         log_features: give the networks :math:`\\ln(1 + s/b)` beside the yields
             (:func:`~difflike.surrogate._surrogate.features`; needs the dataset's
             yield space).
@@ -108,6 +116,7 @@ class TrainSettings:
     activation: str = "silu"
     band: float = 10.0
     multihead: bool = False
+    counting: bool = True
     log_features: bool = True
     trials: int = 4
     ensemble: int = 3
@@ -430,17 +439,29 @@ def train(
         if log_features
         else np.ones(signal.shape[1])
     )
+    counting = settings.counting
+    count = {k: np.zeros((len(names), signal.shape[1])) for k in COUNT_KEYS}
+    base = np.zeros_like(delta)
+    if counting:
+        stored = meta.get("counting") or {}
+        if not all(e in stored for e in names):
+            stored = _counting_parameters(meta, names)
+        count = {k: np.array([stored[e][k] for e in names]) for k in COUNT_KEYS}
+        base = np.asarray(
+            counting_delta(*(np.asarray(count[k]) for k in COUNT_KEYS), signal)
+        )
+    target = delta - base  # what the networks learn; the loss weights use delta
     feats = np.asarray(features(signal, background, log_features), np.float64)
     x_shift = feats[train_rows].mean(axis=0)
     x_scale = np.maximum(feats[train_rows].std(axis=0), 1e-6)
     y_scale = np.array(
         [
-            max(float(np.std(delta[train_rows][conv[train_rows, k], k])), 1e-6)
+            max(float(np.std(target[train_rows][conv[train_rows, k], k])), 1e-6)
             for k in range(len(names))
         ]
     )
     x_all = ((feats - x_shift) / x_scale).astype(np.float32)
-    y_all = (delta / y_scale).astype(np.float32)
+    y_all = (target / y_scale).astype(np.float32)
     zero = np.asarray(
         features(np.zeros((1, signal.shape[1])), background, log_features)
     )
@@ -534,10 +555,12 @@ def train(
         x_scale=jnp.asarray(x_scale, jnp.float32),
         y_scale=jnp.asarray(y_scale, jnp.float32),
         background=jnp.asarray(background, jnp.float32),
+        **{f"count_{k}": jnp.asarray(count[k], jnp.float32) for k in COUNT_KEYS},
         archs=tuple(archs_all),
         heads=tuple(groups),
         nexpect=len(names),
         log_features=log_features,
+        counting=counting,
     )
     surrogate = Surrogate(
         nets=nets,
@@ -579,6 +602,38 @@ def train(
 ENSEMBLE_FIELDS = ("trial", "candidate", "best_val", "best_epoch", "epochs")
 #: ensemble members' validation loss at most this multiple of the best one's
 ENSEMBLE_TOLERANCE = 2.0
+
+
+#: the counting baseline's parameters (:func:`~._counting.counting_parameters`)
+COUNT_KEYS = ("data", "background", "variance")
+
+
+def _counting_parameters(meta: dict[str, Any], names: tuple[str, ...]) -> dict:
+    """The counting baseline of the dataset's workspace for expectations ``names``
+    (datasets written before the sampler stored it in ``meta["counting"]``)."""
+    import difflike as dl
+
+    workspace = meta.get("workspace", {})
+    source = Path(workspace.get("source", ""))
+    if not source.is_file():
+        raise InputError(
+            "the counting baseline needs the dataset's workspace, which is not there "
+            "(train with counting=False, or --no-counting, to do without)",
+            file=str(source),
+        )
+    model, data = dl.load(source, signal_regions=meta["signal_regions"])
+    if str(model.config.digest) != workspace.get("sha256"):
+        raise InputError(
+            "the workspace is not the one the dataset was sampled from (SHA-256 "
+            "differs)",
+            file=str(source),
+            got=str(model.config.digest),
+            expected=workspace.get("sha256"),
+        )
+    from difflike.sample._label import background_targets, counting_summary
+
+    targets, column, _ = background_targets(model, data, names)
+    return counting_summary(model, targets, column, names)
 
 
 def _ensemble(ranked: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:

@@ -56,9 +56,7 @@ def export(surrogate, path: str | os.PathLike, *, opset: int = 21) -> Path:
     nets = surrogate.nets
 
     def fn(signal):
-        s = signal.astype(jnp.float32)
-        zero = jnp.zeros((1, s.shape[-1]), jnp.float32)
-        return ((nets.raw(s) - nets.raw(zero)) * nets.y_scale).astype(jnp.float32)
+        return nets.delta32(signal.astype(jnp.float32))
 
     with warnings.catch_warnings():
         # jax2onnx's stand-in for nnx.Linear reads Variable.value, which flax

@@ -81,6 +81,19 @@ def test_dataset_layout(dataset, sr):
     assert set(np.unique(dataset.target)) == set(range(-1, len(meta["targets"])))
     lower = np.asarray(meta["space"]["lower"])
     assert np.all(dataset.signal > lower)
+    # the counting summary surrogates start from: per expectation and signal bin
+    from difflike.surrogate._counting import counting_delta
+
+    count = meta["counting"]
+    assert sorted(count) == sorted(SETTINGS.expectations)
+    for col, e in enumerate(dataset.expectations):
+        n, b, v = (np.array([count[e][k]]) for k in ("data", "background", "variance"))
+        assert n.shape == b.shape == v.shape == (1, model.config.nsignal)
+        assert np.all(b > 0) and np.all(v > 0)
+        # it explains most of the labels' spread
+        base = np.asarray(counting_delta(n, b, v, dataset.signal))[:, 0]
+        spread = np.std(dataset.delta[:, col])
+        assert np.std(dataset.delta[:, col] - base) < 0.5 * spread, e
 
 
 def test_labels_are_delta(dataset, sr):

@@ -84,7 +84,7 @@ def exact_delta(s: np.ndarray, n: np.ndarray) -> np.ndarray:
     return _profiled(np.asarray(s, float), n) - _profiled(np.zeros(2), n)
 
 
-def synthetic(rows: int = 4000, seed: int = 0) -> YieldDataset:
+def synthetic(rows: int = 4000, seed: int = 0, counting: bool = True) -> YieldDataset:
     rng = np.random.default_rng(seed)
     scale = np.sqrt(B) * rng.choice([0.5, 1.0, 2.0, 4.0], size=(rows, 1))
     s = np.maximum(rng.standard_normal((rows, 2)) * scale + 2.0, -0.9 * B)
@@ -103,7 +103,19 @@ def synthetic(rows: int = 4000, seed: int = 0) -> YieldDataset:
         # the sampler's yield space: its lower bound is -(1 - margin) b
         "space": {"lower": (-0.95 * B).tolist(), "scale": np.sqrt(B).tolist()},
         "settings": {"lower_margin": 0.05},
+        # the counting baseline the sampler records: each bin alone, with the
+        # shared 20% normalisation uncertainty as its own
+        "counting": {
+            e: {
+                "data": (N_OBS if e == "observed" else B).tolist(),
+                "background": B.tolist(),
+                "variance": ((SIGMA * B) ** 2).tolist(),
+            }
+            for e in EXPECTATIONS
+        },
     }
+    if not counting:
+        del meta["counting"]
     return YieldDataset(
         signal=s,
         delta=delta,
@@ -165,6 +177,7 @@ def test_learns_delta(trained, dataset):
     0.03-0.05 with this CI-sized budget), and Delta(0) is zero to float32
     round-off."""
     sur, _ = trained
+    assert sur.nets.counting  # the default: the networks correct the baseline
     m = sur.meta["metrics"]
     assert set(m) == set(LEARNED)
     for name in LEARNED:
@@ -301,10 +314,57 @@ def test_onnx_round_trip(trained, tmp_path):
     )
 
 
+def test_counting_baseline():
+    """The counting baseline in closed form equals the per-bin profiled likelihood
+    maximised numerically (background and rate kept non-negative), also with no
+    events, a variance larger than the background and negative yields; it is zero
+    at s = 0 and accurate in float32."""
+    from scipy.optimize import minimize_scalar
+
+    from difflike.surrogate._counting import counting_delta
+
+    def ell(n, b, v, s):
+        def f(beta):
+            rate = s + beta
+            return -(
+                (n * np.log(rate) if n > 0 else 0.0) - rate - (beta - b) ** 2 / (2 * v)
+            )
+
+        lo = max(0.0, -s) + (1e-12 if n > 0 else 0.0)
+        r = minimize_scalar(
+            f,
+            bounds=(lo, b + 50 * np.sqrt(v) + 100),
+            method="bounded",
+            options={"xatol": 1e-12},
+        )
+        return -min(r.fun, f(lo))
+
+    rng = np.random.default_rng(3)
+    for _ in range(60):
+        b = rng.uniform(0.2, 40.0)
+        v = rng.uniform(0.01, 3.0) * b ** rng.uniform(0.5, 1.8)
+        n = rng.choice([0.0, float(rng.poisson(b)), rng.uniform(0.1, 2 * b)])
+        s = rng.uniform(-0.9 * b, 4 * b)
+        ours = float(counting_delta([[n]], [[b]], [[v]], np.array([s]))[0])
+        assert ours == pytest.approx(ell(n, b, v, s) - ell(n, b, v, 0.0), abs=1e-6), (
+            n,
+            b,
+            v,
+            s,
+        )
+    n, b, v = np.array([[10.0, 7.0]]), np.array([[7.3, 8.7]]), np.array([[3.6, 4.8]])
+    s = np.array([[1.0, 2.0], [0.0, 0.0], [-6.0, -8.0], [40.0, 3.0]])
+    f64 = np.asarray(counting_delta(n, b, v, s))
+    f32 = np.asarray(counting_delta(*(np.float32(a) for a in (n, b, v, s))))
+    assert f64[1, 0] == 0.0
+    np.testing.assert_allclose(f32, f64, rtol=1e-5, atol=1e-5)
+
+
 def test_training_resumes(dataset, tmp_path, monkeypatch):
     """A training killed mid-candidate and started again ends with the same
     surrogate as an uninterrupted one: finished candidates are not retrained, the
-    interrupted one resumes from its Orbax checkpoint."""
+    interrupted one resumes from its Orbax checkpoint. (Without the counting
+    baseline, so that path is trained too.)"""
     settings = TrainSettings(
         widths=(16,),
         max_epochs=12,
@@ -312,8 +372,9 @@ def test_training_resumes(dataset, tmp_path, monkeypatch):
         trials=2,
         ensemble=1,
         checkpoint_every=5,
+        counting=False,
     )
-    small = synthetic(rows=300, seed=1)
+    small = synthetic(rows=300, seed=1, counting=False)
     whole = train(small, tmp_path / "whole", settings, progress=False)
 
     calls = {"n": 0}
@@ -340,14 +401,19 @@ def test_training_resumes(dataset, tmp_path, monkeypatch):
     assert list(ledger["trials"]) == ["net0-trial0"]
     monkeypatch.undo()
     resumed = train(small, tmp_path / "cut", settings, progress=False)
+    assert not resumed.nets.counting
     s = small.signal[:20]
     np.testing.assert_array_equal(
         np.asarray(resumed.delta(s)), np.asarray(whole.delta(s))
     )
     with pytest.raises(InputError, match="other settings"):
         train(
-            small, tmp_path / "cut", TrainSettings(max_epochs=13, trials=2, ensemble=1)
+            small,
+            tmp_path / "cut",
+            TrainSettings(max_epochs=13, trials=2, ensemble=1, counting=False),
         )
+    with pytest.raises(InputError, match="counting baseline needs"):
+        train(small, tmp_path / "other", TrainSettings(trials=1, ensemble=1))
 
 
 def _write(ds: YieldDataset, folder: Path) -> Path:
