@@ -15,7 +15,10 @@ r"""Training surrogates: Optax Adam, early stopping, ensembles, hyper-parameter 
    the training rows' mean and standard deviation per feature; each
    expectation's target by its standard deviation (no shift: the surrogate
    subtracts its value at :math:`s = 0`, see :mod:`difflike.surrogate._surrogate`).
-3. **Loss.** Weighted mean squared error of the standardised :math:`\Delta`. Rows
+3. **Loss.** Weighted mean squared error of the standardised target (one network
+   per expectation, or one multi-head network; expectations whose labels are
+   identical, ``observed_asimov`` and ``aposteriori``, share a network with an
+   output for each). Weights follow :math:`\Delta` itself: rows
    inside the band that inference uses, :math:`-2\Delta \le` ``band``, weigh 1;
    rows beyond it weigh ``band / (-2Δ)``, so the far tails (which only need to be
    "excluded") do not dominate the squared error.
@@ -470,7 +473,7 @@ def train(
     groups = (
         [tuple(range(len(names)))]
         if settings.multihead
-        else [(k,) for k in range(len(names))]
+        else _identical_groups(delta, conv)
     )
     ledger_path = out / "trials.json"
     ledger = _read_ledger(ledger_path, dataset, settings, names)
@@ -602,6 +605,25 @@ def train(
 ENSEMBLE_FIELDS = ("trial", "candidate", "best_val", "best_epoch", "epochs")
 #: ensemble members' validation loss at most this multiple of the best one's
 ENSEMBLE_TOLERANCE = 2.0
+
+
+def _identical_groups(delta: np.ndarray, conv: np.ndarray) -> list[tuple[int, ...]]:
+    """One network per expectation, except that expectations with identical labels
+    and flags share one (pyhf's Asimov data at mu = 0 are the a-posteriori
+    expectation, so ``observed_asimov`` labels equal ``aposteriori`` ones): a
+    network with an output for each, trained once."""
+    groups: list[list[int]] = []
+    for k in range(delta.shape[1]):
+        for g in groups:
+            j = g[0]
+            if np.array_equal(delta[:, j], delta[:, k]) and np.array_equal(
+                conv[:, j], conv[:, k]
+            ):
+                g.append(k)
+                break
+        else:
+            groups.append([k])
+    return [tuple(g) for g in groups]
 
 
 #: the counting baseline's parameters (:func:`~._counting.counting_parameters`)

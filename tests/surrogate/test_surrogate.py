@@ -451,6 +451,8 @@ def test_cli_train_export_cls_limit(tmp_path, capsys):
     assert main([*args, "--trials", "1", "--ensemble", "1", "--quiet"]) == 0
     table = capsys.readouterr().out
     assert "observed_asimov" in table and "NLL MAPE" in table
+    # the three identical columns of the synthetic labels share one network
+    assert load_folder(out).nets.heads == ((0,), (1, 2, 3))
     assert main(["export", str(out), "--out", str(tmp_path / "s.onnx")]) == 0
     capsys.readouterr()
     for path in (str(out), str(tmp_path / "s.onnx")):
