@@ -44,15 +44,19 @@ def log(*args) -> None:
 def nearest(
     x: np.ndarray, points: np.ndarray, exclude_self: bool = False
 ) -> np.ndarray:
-    """Distance from each row of ``x`` to its nearest row of ``points``."""
-    out = np.empty(len(x))
-    for start in range(0, len(x), 256):
-        part = x[start : start + 256]
-        d = np.linalg.norm(part[:, None, :] - points[None, :, :], axis=-1)
-        if exclude_self:
-            d[d == 0.0] = np.inf
-        out[start : start + 256] = d.min(axis=1)
-    return out
+    """Distance from each row of ``x`` to its nearest row of ``points`` (k-d tree).
+
+    With ``exclude_self``, ``x`` is ``points`` and the nearest *other* point is
+    meant: distances of zero (the row itself, and the repeats a chain leaves where
+    NUTS rejected a transition) are skipped.
+    """
+    from scipy.spatial import cKDTree
+
+    if not exclude_self:
+        return cKDTree(points).query(x, k=1)[0]
+    d, _ = cKDTree(points).query(x, k=16)
+    d = np.where(d > 0, d, np.inf)
+    return d.min(axis=1)
 
 
 def check(analysis: str, regions, args) -> dict:
@@ -84,7 +88,7 @@ def check(analysis: str, regions, args) -> dict:
             _, d = ds.labels(e)
             inside[e] = bool(d.min() <= delta[i, col] <= d.max())
         good = all(inside.values()) and ratio <= args.max_ratio and conv[i].all()
-        covered_all += good
+        covered_all += int(good)
         rows.append(
             {
                 "point": name,
