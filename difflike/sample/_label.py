@@ -34,11 +34,12 @@ __all__ = [
 #: against pyhf); half a Newton decrement of 1e-9 leaves Δ within ~1e-9 of the
 #: 1e-12 fit (max 4e-10 on 3,072 ATLAS-SUSY-2018-04 labels) in ~2 fewer iterations.
 LABEL_TOL = 1e-9
-#: the label fits' Newton solver: the factored step (:func:`difflike.fit`,
-#: ``solver="lowrank"``) needs more iterations but each is cheaper; with
-#: :data:`LABEL_TOL` labels of ATLAS-SUSY-2018-04 take 7.8 s per 1,024 yields
-#: instead of 11.3 s (dense, 1e-12), same Δ within 1e-9.
-LABEL_SOLVER = "lowrank"
+#: the label fits' Newton solver (see :func:`difflike.fit`). The factored step
+#: ("lowrank") labels ATLAS-SUSY-2018-04 12% faster, but on ATLAS-SUSY-2019-08 it
+#: is 28% slower (59 against 29 iterations on average), fails to converge on 7 of
+#: 1,536 fits where the dense step converges on all, and at large -2 Delta lands in
+#: other local minima than the dense step about as often as not: dense it is.
+LABEL_SOLVER = "dense"
 
 
 def background_targets(

@@ -294,10 +294,8 @@ def _sample_refs():
         return json.load(f)
 
 
-# ATLAS-SUSY-2019-08's references are still to be computed (make_sample_refs.py
-# resumes with it); test_atlas_label_references_cover lists what is stored
 @pytest.mark.slow
-@pytest.mark.parametrize("analysis", ["ATLAS-SUSY-2018-04"])
+@pytest.mark.parametrize("analysis", ["ATLAS-SUSY-2018-04", "ATLAS-SUSY-2019-08"])
 def test_atlas_labels_match_pyhf(likelihoods, analysis):
     """The labeller on 20 yield vectors per analysis (from negative yields near the
     lower bound to strongly excluded ones) against pyhf's fixed-POI fits on the same
@@ -335,14 +333,23 @@ def test_atlas_labels_match_pyhf(likelihoods, analysis):
 #: a 0.04-event sample) to ~1.5, ours raises the tau energy scale instead; both are
 #: genuine minima, and a start probed along each parameter finds pyhf's here and
 #: deeper ones than pyhf's in 9 other rows (and for the background-only fit).
-#: Open on the training-data issue.
-KNOWN_LOCAL_MINIMA = {("ATLAS-SUSY-2018-04", "observed"): (4, 8, 9, 11, 13, 19)}
+#: 2019-08 observed: rows 9 and 14 are strongly excluded vectors (Delta -33 and
+#: -50; yields of 12-40 events in 3 and 6 of the 9 bins), where the profile has
+#: several minima (docs/sampling.md): our Delta is lower by 1.66 and 0.73 (a
+#: shallower minimum) with either Newton solver. Open on the training-data issue.
+KNOWN_LOCAL_MINIMA = {
+    ("ATLAS-SUSY-2018-04", "observed"): (4, 8, 9, 11, 13, 19),
+    ("ATLAS-SUSY-2019-08", "observed"): (9, 14),
+}
 
 
 def test_atlas_label_references_cover():
     """Fails when references for another analysis are stored, so that the
     parametrisation above is widened with them."""
-    assert sorted(_sample_refs()["analyses"]) == ["ATLAS-SUSY-2018-04"]
+    assert sorted(_sample_refs()["analyses"]) == [
+        "ATLAS-SUSY-2018-04",
+        "ATLAS-SUSY-2019-08",
+    ]
 
 
 def test_cli_sample(dataset, tmp_path, capsys):
