@@ -9,13 +9,19 @@ profiled negative log-likelihood of the signal strength is
 
 (up to a constant that cancels in every test statistic), so ``dl.hypotest`` and
 ``dl.upper_limit`` run on it unchanged. The global fit :math:`\hat\mu` within the
-POI's bounds is found from the network's gradient alone: a scan of 65 points over
-the bounds brackets the minimum, then 60 bisection steps on the sign of
-:math:`d\,\mathrm{nll}/d\mu` close the bracket to round-off. (A LeakyReLU network is
-piecewise linear, so its curvature is zero almost everywhere and Newton's method
-has nothing to work with; the bisection is exact to the bracket's width and costs
-60 gradient evaluations.) Gradients of :math:`\mathrm{nll}(\hat\mu)` flow by the
-envelope theorem; :math:`\hat\mu` itself is not differentiated.
+POI's bounds is found from the network's derivatives: a scan of 17 points over the
+bounds brackets the minimum, then 10 Newton steps on :math:`d\,\mathrm{nll}/d\mu`,
+each kept inside a bracket that the sign of the slope shrinks (a step that would
+leave it, or a curvature that is not positive, bisects instead), reach round-off;
+the bracket's ends stay candidates, so a minimum on a bound is found exactly. A
+LeakyReLU network is piecewise linear: its curvature is zero almost everywhere and
+Newton's method has nothing to work with, so for those 60 bisection steps close the
+bracket instead (:data:`_BISECTIONS`). On ATLAS-SUSY-2018-04 this made 1,000
+surrogate limits about 1.5 times faster than a 65-point scan and 60 bisections
+(the two free fits were half of a limit's cost; the root finding's seven fixed-mu
+evaluations per step are the rest); a 33-point scan with 12 steps gives the same
+limits to 3e-7. Gradients of :math:`\mathrm{nll}(\hat\mu)` flow
+by the envelope theorem; :math:`\hat\mu` itself is not differentiated.
 
 The Asimov likelihood that the :math:`\tilde q_\mu` and :math:`q_\mu` asymptotics
 need (data at :math:`\mu = 0`) is the same surrogate's network for the matching
@@ -47,7 +53,11 @@ from difflike.surrogate._surrogate import Surrogate, SurrogateNets
 
 __all__ = ["SurrogateLikelihood", "asimov_expectations"]
 
-_SCAN_POINTS = 65
+#: points of the scan that brackets muhat
+_SCAN_POINTS = 17
+#: safeguarded Newton steps after the scan (smooth activations)
+_NEWTON_STEPS = 10
+#: bisection steps after the scan (LeakyReLU: no curvature)
 _BISECTIONS = 60
 
 
@@ -138,19 +148,34 @@ class SurrogateLikelihood:
         b = grid[jnp.minimum(k + 1, _SCAN_POINTS - 1)]
         slope = jax.grad(self.nll)
 
-        def bisect(_, ab):
-            a, b = ab
-            mid = 0.5 * (a + b)
-            up = slope(mid) > 0  # the minimum lies below mid
-            return jnp.where(up, a, mid), jnp.where(up, mid, b)
+        def shrink(a, b, x, g):
+            # the minimum lies below x where the slope is positive, above it where
+            # it is negative
+            return jnp.where(g > 0, a, x), jnp.where(g > 0, x, b)
 
-        a, b = lax.fori_loop(0, _BISECTIONS, bisect, (a, b))
-        muhat = lax.stop_gradient(0.5 * (a + b))
-        # the scan's best point guards against a bracket around a local maximum
-        best = lax.stop_gradient(grid[k])
-        value = self.nll(muhat)
-        better = value <= values[k]
-        return jnp.where(better, muhat, best), jnp.where(better, value, values[k])
+        def newton(_, abx):
+            a, b, x = abx
+            g, h = jax.jvp(slope, (x,), (jnp.ones_like(x),))
+            a, b = shrink(a, b, x, g)
+            step = x - g / jnp.where(h > 0, h, 1.0)
+            inside = (h > 0) & (step > a) & (step < b)
+            return a, b, jnp.where(inside, step, 0.5 * (a + b))
+
+        def bisect(_, abx):
+            a, b, x = abx
+            a, b = shrink(a, b, x, slope(x))
+            return a, b, 0.5 * (a + b)
+
+        smooth = not self.nets.piecewise_linear
+        steps, body = (_NEWTON_STEPS, newton) if smooth else (_BISECTIONS, bisect)
+        a, b, x = lax.fori_loop(0, steps, body, (a, b, grid[k]))
+        # the bracket's ends are candidates too (a minimum on a bound), and the
+        # scan's best point guards against a bracket around a local maximum
+        cands = lax.stop_gradient(jnp.stack([x, a, b, grid[k]]))
+        vals = jax.vmap(self.nll)(cands)
+        vals = jnp.where(jnp.isfinite(vals), vals, jnp.inf)
+        j = jnp.argmin(vals)
+        return cands[j], self.nll(cands[j])
 
     # ---- the Likelihood protocol -------------------------------------------
 

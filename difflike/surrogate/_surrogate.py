@@ -102,6 +102,11 @@ class SurrogateNets:
                     cols[e] = out[..., k]
         return jnp.stack(cols, axis=-1)
 
+    @property
+    def piecewise_linear(self) -> bool:
+        """Whether any network has LeakyReLU layers (no curvature to use)."""
+        return any(a.activation == "leaky_relu" for archs in self.archs for a in archs)
+
     def baseline(self, s: Float[ArrayLike, "*b nsignal"]) -> Float[Array, "*b nexpect"]:
         """The counting baseline at ``s``, ``(*b, nexpect)`` float32 (zeros without
         ``counting``)."""
