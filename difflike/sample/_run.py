@@ -91,6 +91,12 @@ class SamplerSettings:
         num_warmup: adaptation transitions per chain (rounded up to whole chunks).
         steps_per_chunk: transitions per chain between two commits.
         explore_fraction: share of exploratory prior draws among all samples.
+        near_fraction: share of the exploratory draws taken near zero yields
+            instead of from the broad prior: the best fit of the a-posteriori
+            expectations is ``s = 0`` exactly (of the observed one, within a yield
+            scale of it), which tempered chains in many dimensions rarely visit
+            (on ATLAS-SUSY-2019-08, 9 bins, no aposteriori sample had -2Δ < 1.1).
+        near_width: their width in units of each bin's yield scale.
         prior_width: the prior's width in units of each bin's yield scale.
         lower_margin: negative yields reach ``-(1 - lower_margin)`` times the
             post-fit background of their bin.
@@ -115,6 +121,8 @@ class SamplerSettings:
     num_warmup: int = 200
     steps_per_chunk: int = 50
     explore_fraction: float = 0.2
+    near_fraction: float = 0.25
+    near_width: float = 0.5
     prior_width: float = 10.0
     lower_margin: float = 0.05
     max_tree_depth: int = 6
@@ -137,6 +145,11 @@ class SamplerSettings:
         for name in ("chains_per_target", "num_warmup", "steps_per_chunk"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be at least 1", got=getattr(self, name))
+        if not 0.0 <= self.near_fraction <= 1.0 or not self.near_width > 0:
+            raise InputError(
+                "near_fraction must lie in [0, 1] and near_width be positive",
+                got=(self.near_fraction, self.near_width),
+            )
         if not 0.0 <= self.explore_fraction < 1.0:
             raise InputError(
                 "explore_fraction must lie in [0, 1)", got=self.explore_fraction
@@ -214,11 +227,25 @@ def _nuisance(model: Model) -> Nuisance:
     )
 
 
-def _prior_draws(space: YieldSpace, n: int, rng: np.random.Generator) -> np.ndarray:
-    """``n`` independent draws from the prior (truncated at the lower bounds)."""
-    width = np.asarray(space.prior_width * space.scale)
+def _prior_draws(
+    space: YieldSpace,
+    n: int,
+    rng: np.random.Generator,
+    near_fraction: float = 0.0,
+    near_width: float = 0.5,
+) -> np.ndarray:
+    """``n`` independent exploratory draws (truncated at the lower bounds): the
+    first ``round(n * near_fraction)`` with width ``near_width`` (in units of each
+    bin's yield scale) around zero yields, the rest from the prior."""
+    scale = np.asarray(space.scale)
+    near = round(n * near_fraction)
+    width = np.where(
+        np.arange(n)[:, None] < near,
+        near_width * scale,
+        np.asarray(space.prior_width) * scale,
+    )
     lower = np.asarray(space.lower)
-    out = np.empty((n, len(width)))
+    out = np.empty((n, len(scale)))
     todo = np.ones(out.shape, bool)
     while todo.any():
         draw = width * rng.standard_t(PRIOR_DF, size=out.shape)
@@ -434,7 +461,13 @@ def sample(
             t1 = time.perf_counter()
             steps = settings.steps_per_chunk
             rng = np.random.default_rng([seed, k])
-            s_explore = _prior_draws(space, settings.explore_per_chunk, rng)
+            s_explore = _prior_draws(
+                space,
+                settings.explore_per_chunk,
+                rng,
+                settings.near_fraction,
+                settings.near_width,
+            )
             signal = np.concatenate([s_nuts.reshape(-1, config.nsignal), s_explore])
             ne = len(s_explore)
             chain_ids = np.repeat(np.arange(nc), steps)

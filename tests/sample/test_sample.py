@@ -130,6 +130,9 @@ def test_coverage_and_diagnostics(dataset):
         # and best-fit-like points: inside the 68% CL region of the best sample
         assert cov["inside_68"] >= 0.02 * N, e
         assert sum(cov["counts"]) == N
+    # the a-posteriori best fit is s = 0 (Delta = 0): the near-zero exploratory
+    # draws come close to it
+    assert summary.coverage["aposteriori"]["min"] < 0.2
     nuts = N - int((dataset.target < 0).sum())
     assert sum(summary.divergences.values()) <= 0.05 * nuts
     assert all(0.5 < a <= 1.0 for a in summary.accept.values())
@@ -264,6 +267,8 @@ def test_bad_inputs(sr, tmp_path):
         SamplerSettings(sampled=("apriori",))
     with pytest.raises(InputError, match="unknown density"):
         SamplerSettings(density="gibbs")
+    with pytest.raises(InputError, match="near_fraction"):
+        SamplerSettings(near_width=0.0)
     with pytest.raises(InputError, match="unknown solver"):
         SamplerSettings(label_solver="lbfgs")
     with pytest.raises(InputError, match="label_tol"):
