@@ -20,7 +20,10 @@ correctly and to know what it is:
 ``signal_regions``, ``expectations``, ``workspace_sha256``, ``difflike_version``
     the most-asked entries again, as plain strings;
 ``normalisation``
-    the input shift and scale and output scales (JSON).
+    the input shift and scale and output scales (JSON);
+``counting``
+    the counting baseline inside the graph (JSON: per expectation the signal
+    bins' data, background and background variance; ``null`` without one).
 
 Every weight of the network sits in the graph as an initializer named after its
 place in the surrogate (``difflike/net0/member1/dense2/kernel``, ...), so
@@ -89,6 +92,18 @@ def export(surrogate, path: str | os.PathLike, *, opset: int = 21) -> Path:
                 "x_scale": np.asarray(nets.x_scale).tolist(),
                 "y_scale": np.asarray(nets.y_scale).tolist(),
             }
+        ),
+        "counting": json.dumps(
+            {
+                e: {
+                    "data": np.asarray(nets.count_data[k]).tolist(),
+                    "background": np.asarray(nets.count_background[k]).tolist(),
+                    "variance": np.asarray(nets.count_variance[k]).tolist(),
+                }
+                for k, e in enumerate(surrogate.expectations)
+            }
+            if nets.counting
+            else None
         ),
     }
     del proto.metadata_props[:]

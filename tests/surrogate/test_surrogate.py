@@ -281,6 +281,10 @@ def test_onnx_round_trip(trained, tmp_path):
     assert onnx_sur.expectations == LEARNED
     assert onnx_sur.meta["workspace"]["sha256"] == "ab" * 32
     assert "metrics" in onnx_sur.meta and "settings" in onnx_sur.meta
+    props = onnx_sur.session.get_modelmeta().custom_metadata_map
+    counting = json.loads(props["counting"])
+    assert sorted(counting) == sorted(LEARNED)
+    assert counting["observed"]["data"] == pytest.approx(N_OBS.tolist())
     s = np.random.default_rng(2).standard_normal((200, 2)) * 5
     ours = np.asarray(sur.delta(s))
     np.testing.assert_allclose(onnx_sur.delta(s), ours, rtol=1e-5, atol=1e-5)
