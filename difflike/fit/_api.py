@@ -198,19 +198,7 @@ def _fit_one(
 def _fit_kernel(
     model, data, signal, mu, init, *, fix_poi, tol, max_iter, solver="dense"
 ):
-    def one(model, data, signal, mu, init):
-        return _fit_one(
-            model,
-            data,
-            signal,
-            mu,
-            init,
-            fix_poi=fix_poi,
-            tol=tol,
-            max_iter=max_iter,
-            solver=solver,
-        )
-
+    one = partial(_fit_one, fix_poi=fix_poi, tol=tol, max_iter=max_iter, solver=solver)
     pars, value, status, nit = vectorize(
         one,
         "(n),(s),(),(p)->(p),(),(),()",

@@ -20,7 +20,7 @@ from difflike._vectorize import default_chunk, vectorize
 from difflike.fit._api import MAX_ITER, TOL, _fit_kernel, check_solver
 from difflike.histfactory import Model
 from difflike.infer._delta import _check_expectation, _expectation_data_kernel
-from difflike.sample._target import Target, delta_at
+from difflike.sample._target import Target, delta_at, nuisance_of
 
 __all__ = [
     "LABEL_SOLVER",
@@ -110,12 +110,9 @@ def counting_summary(
     ``meta["counting"]``. ``targets`` and ``column`` are
     :func:`background_targets`'s for ``expectations``.
     """
-    config = model.config
     bins = jnp.asarray(model.signal_bins)
-    zero = jnp.zeros(config.nsignal)
-    free = ~np.asarray(config.fixed)
-    free[config.poi_index] = False
-    index = jnp.asarray(np.flatnonzero(free))
+    zero = jnp.zeros(model.config.nsignal)
+    index = nuisance_of(model).index
 
     def one(d, pars):
         def nll(x):

@@ -54,11 +54,11 @@ from difflike.sample._nuts import (
 )
 from difflike.sample._target import (
     PRIOR_DF,
-    Nuisance,
     Target,
     YieldSpace,
     from_unconstrained,
     joint_yields,
+    nuisance_of,
     to_unconstrained,
 )
 
@@ -212,20 +212,6 @@ def _yields(model, chains: Target, space, nuisance, z):
         return jax.vmap(lambda x: joint_yields(x, model, target, space, nuisance))(z)
 
     return jax.vmap(chain)(chains, z)
-
-
-def _nuisance(model: Model) -> Nuisance:
-    """The parameters a joint density samples: the free ones, the POI excepted."""
-    config = model.config
-    free = ~np.asarray(config.fixed)
-    free[config.poi_index] = False
-    index = np.flatnonzero(free)
-    bounds = np.asarray(config.bounds)[index]
-    return Nuisance(
-        index=jnp.asarray(index),
-        lower=jnp.asarray(bounds[:, 0]),
-        upper=jnp.asarray(bounds[:, 1]),
-    )
 
 
 #: the near-zero draws' widths span this factor below ``near_width`` (log-uniform):
@@ -429,7 +415,7 @@ def sample(
     z0 = to_unconstrained(s0, space)
     nuisance = None
     if settings.density == "joint":
-        nuisance = _nuisance(model)
+        nuisance = nuisance_of(model)
         u0 = nuisance.to_unconstrained(chains.init[:, nuisance.index])
         z0 = jnp.concatenate([z0, u0], axis=1)
     state = init_chains(

@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.scipy import stats
 from jaxtyping import Array, Float, Int
 
@@ -68,6 +69,7 @@ __all__ = [
     "joint_potential",
     "joint_yields",
     "log_prior",
+    "nuisance_of",
     "potential",
     "to_unconstrained",
 ]
@@ -151,6 +153,21 @@ class Nuisance:
             + jax.nn.log_sigmoid(u)
             + jax.nn.log_sigmoid(-u)
         )
+
+
+def nuisance_of(model) -> Nuisance:
+    """The model's nuisance parameters: the free ones, the POI excepted (what a
+    joint density samples; what a background-only fit's covariance spans)."""
+    config = model.config
+    free = ~np.asarray(config.fixed)
+    free[config.poi_index] = False
+    index = np.flatnonzero(free)
+    bounds = np.asarray(config.bounds)[index]
+    return Nuisance(
+        index=jnp.asarray(index),
+        lower=jnp.asarray(bounds[:, 0]),
+        upper=jnp.asarray(bounds[:, 1]),
+    )
 
 
 def from_unconstrained(z: Float[Array, "*b nsignal"], space: YieldSpace) -> Array:

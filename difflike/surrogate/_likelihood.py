@@ -175,7 +175,7 @@ class SurrogateLikelihood:
         vals = jax.vmap(self.nll)(cands)
         vals = jnp.where(jnp.isfinite(vals), vals, jnp.inf)
         j = jnp.argmin(vals)
-        return cands[j], self.nll(cands[j])
+        return cands[j], vals[j]  # gradients by the envelope theorem
 
     # ---- the Likelihood protocol -------------------------------------------
 

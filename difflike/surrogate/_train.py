@@ -626,7 +626,8 @@ def _identical_groups(delta: np.ndarray, conv: np.ndarray) -> list[tuple[int, ..
     return [tuple(g) for g in groups]
 
 
-#: the counting baseline's parameters (:func:`~._counting.counting_parameters`)
+#: the counting baseline's parameters
+#: (:func:`difflike.sample._label.counting_summary`)
 COUNT_KEYS = ("data", "background", "variance")
 
 

@@ -201,8 +201,12 @@ def test_damaged_chunk_is_reported(dataset, tmp_path):
 def test_joint_density_has_no_walls(sr, dataset):
     """The joint density maps every point to in-bounds parameters and positive rates:
     NUTS meets no infinite potential, and its yields respect the fixed lower bound."""
-    from difflike.sample._run import _nuisance
-    from difflike.sample._target import Target, joint_potential, joint_yields
+    from difflike.sample._target import (
+        Target,
+        joint_potential,
+        joint_yields,
+        nuisance_of,
+    )
 
     model, data = sr
     meta = dataset.meta
@@ -211,7 +215,7 @@ def test_joint_density_has_no_walls(sr, dataset):
         scale=jnp.asarray(meta["space"]["scale"]),
         prior_width=jnp.asarray(meta["space"]["prior_width"]),
     )
-    nuisance = _nuisance(model)
+    nuisance = nuisance_of(model)
     fit = dl.profile(model, data, 0.0, jnp.zeros(model.config.nsignal))
     target = Target(data=data, init=fit.pars, nll0=fit.nll, beta=jnp.asarray(1 / 16))
     # yields far out, deep into the negative too, with the nuisance parameters
