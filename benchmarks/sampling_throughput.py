@@ -9,7 +9,8 @@ random samples are then compared with pyhf 0.7's fixed-POI fits (numpy backend) 
 the equivalent pyhf model: acceptance wants ``|Δ - Δ_pyhf| <= 1e-4``.
 
     python benchmarks/sampling_throughput.py [--analysis 2018-04|2019-08|example]
-        [--n 2000] [--pyhf-check 200] [--chains 4] [--json out.json]
+        [--n 2000] [--pyhf-check 200] [--chains 4] [--restart-above 10]
+        [--json out.json]
 """
 
 from __future__ import annotations
@@ -91,6 +92,13 @@ def main() -> None:
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument("--steps-per-chunk", type=int, default=50)
     parser.add_argument("--pyhf-check", type=int, default=0)
+    parser.add_argument(
+        "--restart-above",
+        type=float,
+        default=SamplerSettings.label_restart_above,
+        help="-2 Delta beyond which (and for negative yields) label fits restart "
+        "from other starts; inf: never",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     analysis = args.analysis or (
@@ -98,7 +106,9 @@ def main() -> None:
     )
     spec, model, data = load(analysis, args.likelihoods)
     settings = SamplerSettings(
-        chains_per_target=args.chains, steps_per_chunk=args.steps_per_chunk
+        chains_per_target=args.chains,
+        steps_per_chunk=args.steps_per_chunk,
+        label_restart_above=args.restart_above,
     )
     log(
         f"{analysis}: {model.config.npars} parameters, {model.config.nsignal} yields, "
@@ -125,6 +135,7 @@ def main() -> None:
             "date": date.today().isoformat(),
             "jax": jax.__version__,
             "nchains": settings.nchains,
+            "label_restart_above": settings.label_restart_above,
             "cold_seconds": cold,
             "cold_samples": args.n,
             "warm_samples": n_warm,

@@ -628,6 +628,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         temperatures=tuple(args.temperatures),
         explore_fraction=args.explore_fraction,
         density=args.density,
+        label_restart_above=None if args.no_restarts else args.restart_above,
     )
     ds = sample(
         model,
@@ -744,6 +745,19 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("joint", "profiled"),
         help="what NUTS samples: yields with nuisance parameters (joint, default) "
         "or yields under the exact profile, a fit per step (profiled)",
+    )
+    p.add_argument(
+        "--restart-above",
+        type=float,
+        default=20.0,
+        help="-2 Delta beyond which (and for any negative yield) a label's fit is "
+        "repeated from probe starts, keeping the deepest minimum (default 20)",
+    )
+    p.add_argument(
+        "--no-restarts",
+        action="store_true",
+        help="label from the background-only fit alone (faster; on likelihoods "
+        "with several minima some labels end in a shallower one)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")

@@ -28,6 +28,7 @@ from difflike._vectorize import default_chunk, vectorize
 from difflike.errors import InputError, InvalidModelError, ShapeError
 from difflike.fit._implicit import optimal_point, optimal_value
 from difflike.fit._minimize import STATUS_MESSAGES, LowRankHessian, minimize
+from difflike.fit._restarts import probe_starts
 from difflike.histfactory import Model
 from difflike.histfactory._model import model_batch_ndim
 
@@ -160,12 +161,27 @@ SOLVERS = ("dense", "lowrank")
 
 
 def _fit_one(
-    model: Model, data, signal, mu, init, *, fix_poi, tol, max_iter, solver="dense"
+    model: Model,
+    data,
+    signal,
+    mu,
+    init,
+    *,
+    fix_poi,
+    tol,
+    max_iter,
+    solver="dense",
+    restarts=0,
+    probes_only=False,
 ):
     """Fit one example; returns ``(pars, nll, status, nit)``.
 
     ``fix_poi`` (a bool, possibly traced) fixes the POI at ``mu``; otherwise the POI
-    is free like every other non-fixed parameter and ``mu`` is not used.
+    is free like every other non-fixed parameter and ``mu`` is not used. With
+    ``restarts`` (static) the fit is also made from that many probe starts
+    (:func:`~difflike.fit._restarts.probe_starts`) and the deepest converged
+    minimum kept; ``nit`` is then the sum over all starts. ``probes_only``
+    (static) skips the fit from ``init`` itself, for callers that have made it.
     """
     config = model.config
     free = ~config.fixed
@@ -176,29 +192,60 @@ def _fit_one(
         fixed_values = jnp.where(poi, mu, init)
     lower, upper = config.bounds[:, 0], config.bounds[:, 1]
     args = (free, fixed_values, model, data, signal)
-    x0 = jnp.where(free, init, fixed_values)
-    res = minimize(
+    x0 = lax.stop_gradient(jnp.where(free, init, fixed_values))
+    run = partial(
+        minimize,
         nll,
-        lax.stop_gradient(x0),
-        lower,
-        upper,
-        free,
-        lax.stop_gradient(args),
+        lower=lower,
+        upper=upper,
+        free=free,
+        args=lax.stop_gradient(args),
         tol=tol,
         max_iter=max_iter,
         derivs=nll_derivs_lowrank if solver == "lowrank" else nll_derivs,
     )
+    if restarts:
+        starts = probe_starts(
+            nll, x0, lower, upper, free, lax.stop_gradient(args), restarts
+        )
+        if not probes_only:
+            starts = jnp.concatenate([x0[None], starts])
+        every = jax.vmap(run)(starts)
+        ok = every.status <= 1
+        # the deepest converged minimum; the first start's outcome if none converged
+        best = jnp.where(ok.any(), jnp.argmin(jnp.where(ok, every.fun, jnp.inf)), 0)
+        nit = jnp.sum(every.nit)
+        res = jax.tree.map(lambda a: a[best], every)._replace(nit=nit)
+    else:
+        res = run(x0)
     x = optimal_point(nll, res.x, res.free, args)
     value = optimal_value(nll, res.x, args)
     pars = jnp.where(free, x, fixed_values)
     return pars, value, res.status, res.nit
 
 
-@partial(jax.jit, static_argnames=("fix_poi", "solver"))
+@partial(jax.jit, static_argnames=("fix_poi", "solver", "restarts"))
 def _fit_kernel(
-    model, data, signal, mu, init, *, fix_poi, tol, max_iter, solver="dense"
+    model,
+    data,
+    signal,
+    mu,
+    init,
+    *,
+    fix_poi,
+    tol,
+    max_iter,
+    solver="dense",
+    restarts=0,
 ):
-    one = partial(_fit_one, fix_poi=fix_poi, tol=tol, max_iter=max_iter, solver=solver)
+    one = partial(
+        _fit_one,
+        fix_poi=fix_poi,
+        tol=tol,
+        max_iter=max_iter,
+        solver=solver,
+        restarts=restarts,
+    )
     pars, value, status, nit = vectorize(
         one,
         "(n),(s),(),(p)->(p),(),(),()",
@@ -228,9 +275,19 @@ def check_solver(solver: str) -> None:
         )
 
 
-def _run(model: Model, data, signal, mu, init, tol, max_iter, solver) -> FitResult:
+def _run(
+    model: Model, data, signal, mu, init, tol, max_iter, solver, restarts
+) -> FitResult:
     """Check the inputs and run the fit kernel; ``mu=None`` is a global fit."""
     check_solver(solver)
+    if not (isinstance(restarts, int | np.integer) and restarts >= 0):
+        raise InputError("restarts must be a non-negative integer", got=restarts)
+    if restarts > model.config.npars:
+        raise InputError(
+            "restarts exceeds the number of parameters",
+            got=restarts,
+            expected=f"at most {model.config.npars}",
+        )
     data = model._data(data, model.config.ndata, "data")
     signal = model._signal(signal)
     init = model.config.init if init is None else model._pars(init)
@@ -247,6 +304,7 @@ def _run(model: Model, data, signal, mu, init, tol, max_iter, solver) -> FitResu
         tol=tol,
         max_iter=max_iter,
         solver=solver,
+        restarts=int(restarts),
     )
 
 
@@ -259,6 +317,7 @@ def fit(
     tol: float = TOL,
     max_iter: int = MAX_ITER,
     solver: str = "dense",
+    restarts: int = 0,
 ) -> FitResult:
     """Global maximum-likelihood fit: every non-fixed parameter free within its bounds.
 
@@ -274,11 +333,17 @@ def fit(
         solver: ``"dense"`` (default) or ``"lowrank"``, see :data:`SOLVERS`. The
             two reach the same minimum to within ``tol`` where the likelihood has
             one; on a likelihood with several they may take different paths.
+        restarts: also fit from this many probe starts (``init`` with one
+            parameter moved where that lowers ``-ln L`` most,
+            :mod:`difflike.fit._restarts`) and keep the deepest converged
+            minimum: for likelihoods with several minima, at about ``1 +
+            restarts`` times the cost. ``nit`` then counts every start's
+            iterations.
 
     Returns:
         :class:`FitResult` with the broadcast batch shape of the inputs.
     """
-    return _run(model, data, signal, None, init, tol, max_iter, solver)
+    return _run(model, data, signal, None, init, tol, max_iter, solver, restarts)
 
 
 def profile(
@@ -291,6 +356,7 @@ def profile(
     tol: float = TOL,
     max_iter: int = MAX_ITER,
     solver: str = "dense",
+    restarts: int = 0,
 ) -> FitResult:
     """Conditional fit at fixed signal strength ``mu``: the nuisance parameters profiled.
 
@@ -304,7 +370,7 @@ def profile(
         mu: the POI value(s), ``(*batch,)``; may lie outside the POI's bounds.
         signal: signal yields of a signal-region model, ``(*batch, nsignal)``.
         init: starting point (warm start), ``(*batch, npars)``.
-        tol, max_iter, solver: see :func:`fit`.
+        tol, max_iter, solver, restarts: see :func:`fit`.
 
     Returns:
         :class:`FitResult` with the broadcast batch shape of the inputs.
@@ -313,7 +379,7 @@ def profile(
         InvalidModelError: the model has no parameter of interest.
     """
     require_poi(model, "profile()")
-    return _run(model, data, signal, mu, init, tol, max_iter, solver)
+    return _run(model, data, signal, mu, init, tol, max_iter, solver, restarts)
 
 
 def _check_batch(

@@ -42,6 +42,7 @@ from difflike.sample import _dataset
 from difflike.sample._label import (
     LABEL_SOLVER,
     LABEL_TOL,
+    RESTART_ABOVE,
     background_targets,
     counting_summary,
     label,
@@ -107,6 +108,10 @@ class SamplerSettings:
         label_tol, label_solver: convergence tolerance and Newton solver of the
             label fits (:data:`~difflike.sample._label.LABEL_TOL`,
             :data:`~difflike.sample._label.LABEL_SOLVER`; see :func:`difflike.fit`).
+        label_restart_above: :math:`-2\\Delta` beyond which (and for negative
+            yields) a label's fit is repeated from other starts and the deepest
+            minimum kept (:data:`~difflike.sample._label.RESTART_ABOVE`; ``None``:
+            never).
         density: ``"joint"``: NUTS samples yields and nuisance parameters
             together (one log-likelihood gradient per leapfrog step,
             :func:`~difflike.sample._target.joint_potential`); ``"profiled"``:
@@ -131,6 +136,7 @@ class SamplerSettings:
     label_batch: int = 1024
     label_tol: float = LABEL_TOL
     label_solver: str = LABEL_SOLVER
+    label_restart_above: float | None = RESTART_ABOVE
     density: str = "joint"
 
     def __post_init__(self) -> None:
@@ -494,6 +500,7 @@ def sample(
                 batch_size=settings.label_batch,
                 tol=settings.label_tol,
                 solver=settings.label_solver,
+                restart_above=settings.label_restart_above,
             )
             t2 = time.perf_counter()
             keep = min(len(signal), meta["requested"] - done)

@@ -188,12 +188,23 @@ def log_prior(s: Float[Array, "*b nsignal"], space: YieldSpace) -> Array:
     return jnp.sum(stats.t.logpdf(s / width, PRIOR_DF), axis=-1)
 
 
-def delta_at(model, target: Target, s, *, tol=TOL, max_iter=MAX_ITER, solver="dense"):
+def delta_at(
+    model,
+    target: Target,
+    s,
+    *,
+    tol=TOL,
+    max_iter=MAX_ITER,
+    solver="dense",
+    restarts=0,
+    probes_only=False,
+):
     """``(delta, nll, status)`` of one yield vector against one target's data.
 
     The fit at :math:`\\mu = 1` starts from the background-only fit (``target.init``),
-    which is close to the optimum for the yields that matter. ``tol`` and
-    ``solver`` are :func:`difflike.fit`'s.
+    which is close to the optimum for the yields that matter. ``tol``, ``solver``
+    and ``restarts`` are :func:`difflike.fit`'s; ``probes_only`` fits from the
+    probe starts alone (:func:`difflike.fit._api._fit_one`).
     """
     _, value, status, _ = _fit_one(
         model,
@@ -205,6 +216,8 @@ def delta_at(model, target: Target, s, *, tol=TOL, max_iter=MAX_ITER, solver="de
         tol=tol,
         max_iter=max_iter,
         solver=solver,
+        restarts=restarts,
+        probes_only=probes_only,
     )
     return target.nll0 - value, value, status
 

@@ -229,3 +229,50 @@ def test_lowrank_solver_reaches_the_dense_solvers_minima(example, sr_example):
     np.testing.assert_allclose(g(signal[1]), gd(signal[1]), rtol=1e-6, atol=1e-8)
     with pytest.raises(InputError, match="unknown solver"):
         profile(model, data, 1.0, solver="cholesky")
+
+
+def test_probe_starts_find_the_other_well():
+    """A double well in x0 (minima near -1.04 and +0.96, the left one deeper by
+    ~0.6) with a bystander coordinate: from the right minimum the best single move
+    is x0 by -2, into the left well; a fixed coordinate is never moved."""
+    from difflike.fit._restarts import probe_starts
+
+    def f(x, shift):
+        return (x[0] ** 2 - 1.0) ** 2 + shift * x[0] + (x[1] - 0.5) ** 2 + x[2] ** 2
+
+    x = jnp.array([0.96, 0.5, 0.0])
+    lower, upper = jnp.full(3, -5.0), jnp.full(3, 5.0)
+    free = jnp.array([True, True, False])
+    starts = probe_starts(f, x, lower, upper, free, (0.3,), 2)
+    assert starts.shape == (2, 3)
+    np.testing.assert_allclose(starts[0], [0.96 - 2.0, 0.5, 0.0])
+    assert np.all(np.asarray(starts[:, 2]) == 0.0)  # the fixed coordinate stays
+    res = minimize(f, starts[0], lower, upper, free, (0.3,), tol=1e-14)
+    assert res.status <= 1 and float(res.x[0]) < -1.0
+    assert float(res.fun) < float(f(x, 0.3)) - 0.5
+    # bounds clip the moves
+    tight = probe_starts(f, x, jnp.full(3, 0.5), upper, free, (0.3,), 1)
+    assert float(tight[0, 0]) >= 0.5
+
+
+def test_restarts_keep_the_deepest_minimum(example, sr_example):
+    """On a unimodal likelihood restarts change nothing but the cost; the result is
+    the same batched and differentiable (envelope theorem); bad counts raise."""
+    model, data = example
+    mu = jnp.array([0.5, 2.0])
+    plain = profile(model, data, mu)
+    again = profile(model, data, mu, restarts=2)
+    assert np.all(np.asarray(again.converged))
+    np.testing.assert_allclose(again.nll, plain.nll, rtol=0, atol=1e-9)
+    assert np.all(np.asarray(again.nit) > np.asarray(plain.nit))  # three starts
+    free = fit(model, data, restarts=1)
+    np.testing.assert_allclose(free.nll, fit(model, data).nll, rtol=0, atol=1e-9)
+    sr, sr_data = sr_example
+    s = jnp.full(sr.config.nsignal, 2.0)
+    g = jax.grad(lambda s: profile(sr, sr_data, 1.0, s, restarts=1).nll)(s)
+    g0 = jax.grad(lambda s: profile(sr, sr_data, 1.0, s).nll)(s)
+    np.testing.assert_allclose(g, g0, rtol=1e-6, atol=1e-8)
+    with pytest.raises(InputError, match="non-negative"):
+        profile(model, data, 1.0, restarts=-1)
+    with pytest.raises(InputError, match="exceeds"):
+        profile(model, data, 1.0, restarts=10_000)

@@ -27,8 +27,14 @@ from tests.conftest import pyhf_delta
 REGIONS = ["SR_low", "SR_high"]
 # small enough for CI: 8 chains x 25 transitions + 50 exploratory draws per chunk
 # (NumPyro's adaptation needs a few tens of warm-up transitions)
+# the example's profile is unimodal: restarts (tested on the labeller and on the
+# ATLAS references) would only cost time here
 SETTINGS = SamplerSettings(
-    temperatures=(1.0, 1 / 16), chains_per_target=2, num_warmup=50, steps_per_chunk=25
+    temperatures=(1.0, 1 / 16),
+    chains_per_target=2,
+    num_warmup=50,
+    steps_per_chunk=25,
+    label_restart_above=None,
 )
 N = 600  # two full chunks and a partial one
 
@@ -287,10 +293,17 @@ def test_labeller_shares_identical_data(sr, dataset):
     # observed_asimov is aposteriori: three distinct data sets for four expectations
     assert targets.data.shape[0] == 3 and list(column) == [0, 1, 1, 2] and ok.all()
     zero = np.zeros((3, 4))
-    d, _, conv = label(model, targets, column, np.concatenate([zero, dataset.signal]))
+    signal = np.concatenate([zero, dataset.signal])
+    d, _, conv = label(model, targets, column, signal, restart_above=None)
     assert d.shape == (N + 3, 4) and conv.all()
     assert np.allclose(d[:3], 0.0, atol=1e-9)  # no signal: Δ = 0 exactly
     np.testing.assert_array_equal(d[3:], dataset.delta)  # labels reproduce
+    # with restarts (rows with a negative yield refitted from probe starts): the
+    # example is unimodal, so the same minima, never a shallower one
+    again, _, conv = label(model, targets, column, signal)
+    assert conv.all() and (signal < 0).any()
+    assert np.all(again >= d - 1e-12)
+    np.testing.assert_allclose(again, d, rtol=0, atol=1e-8)
 
 
 def _sample_refs():
@@ -322,33 +335,47 @@ def test_atlas_labels_match_pyhf(likelihoods, analysis):
         theirs = np.array([np.nan if v is None else v for v in ref["delta"][e]])
         known = np.isfinite(theirs)  # where pyhf's SLSQP failed, it has no answer
         assert known.sum() >= 15, e
-        stuck = np.zeros(len(theirs), bool)
-        stuck[list(KNOWN_LOCAL_MINIMA.get((analysis, e), ()))] = True
-        good = known & ~stuck
+        key = (analysis, e)
+        odd = np.zeros(len(theirs), bool)
+        odd[list(KNOWN_LOCAL_MINIMA.get(key, ()) + DEEPER_THAN_PYHF.get(key, ()))] = (
+            True
+        )
+        good = known & ~odd
         np.testing.assert_allclose(delta[good, col], theirs[good], rtol=0, atol=1e-4)
-        # the known cases: our profile fit ends in a worse local minimum than
-        # pyhf's (Delta lower); the test fails when they are fixed or others join
+        # the known cases, both ways; the test fails when they change
         worse = known & (delta[:, col] < theirs - 1e-4)
-        assert list(np.flatnonzero(worse)) == sorted(
-            KNOWN_LOCAL_MINIMA.get((analysis, e), ())
-        ), e
+        deeper = known & (delta[:, col] > theirs + 1e-4)
+        assert list(np.flatnonzero(worse)) == list(KNOWN_LOCAL_MINIMA.get(key, ())), e
+        assert list(np.flatnonzero(deeper)) == list(DEEPER_THAN_PYHF.get(key, ())), e
+    if analysis == "ATLAS-SUSY-2018-04":  # what the restarts are for
+        plain, _, _ = label(model, targets, column, signal, ok, restart_above=None)
+        theirs = np.asarray(ref["delta"]["observed"])
+        shallower = plain[:, 0] < theirs - 1e-4
+        assert list(np.flatnonzero(shallower)) == [4, 8, 9, 11, 13, 19]
+        assert np.all(plain <= delta + 1e-9)  # restarts only ever deepen a minimum
 
 
 #: (analysis, expectation) -> yield vectors (rows of the fixture) where difflike's
-#: mu = 1 fit ends in a shallower local minimum than pyhf's. 2018-04 observed: all
-#: have a strongly negative SR1cut_cuts yield (-3.4 to -5.9, the bin's post-fit
-#: background is 7.3); Delta is lower than pyhf's by 1.1-1.7. The likelihood is
-#: multimodal: pyhf's minimum raises TopSystHardCodeSR1 (a normsys with hi = 40 on
-#: a 0.04-event sample) to ~1.5, ours raises the tau energy scale instead; both are
-#: genuine minima, and a start probed along each parameter finds pyhf's here and
-#: deeper ones than pyhf's in 9 other rows (and for the background-only fit).
-#: 2019-08 observed: rows 9 and 14 are strongly excluded vectors (Delta -33 and
-#: -50; yields of 12-40 events in 3 and 6 of the 9 bins), where the profile has
-#: several minima (docs/sampling.md): our Delta is lower by 1.66 and 0.73 (a
-#: shallower minimum) with either Newton solver. Open on the training-data issue.
-KNOWN_LOCAL_MINIMA = {
-    ("ATLAS-SUSY-2018-04", "observed"): (4, 8, 9, 11, 13, 19),
-    ("ATLAS-SUSY-2019-08", "observed"): (9, 14),
+#: mu = 1 fit ends in a shallower local minimum than pyhf's, restarts included
+#: (difflike.sample._label.restart_points). 2019-08 observed row 9 is a strongly
+#: excluded vector (Delta -33; yields of 12-40 events in 3 of the 9 bins): from the
+#: background-only fit Newton ends 1.66 above pyhf's minimum, the restarts 0.39.
+#: Open on the training-data issue.
+KNOWN_LOCAL_MINIMA = {("ATLAS-SUSY-2019-08", "observed"): (9,)}
+
+#: ... and where it ends in a *deeper* minimum than pyhf's (Delta higher by 0.13-0.86):
+#: pyhf's SLSQP stopped in a shallower one (the two logpdfs agree to round-off,
+#: tests/histfactory, so the deeper minimum is pyhf's too). 2018-04: every such vector has a
+#: negative yield (-0.1 to -0.8 times the background); the deeper minimum raises
+#: TopSystHardCodeSR1 (a normsys with a 40-fold up variation on a 0.04-event
+#: sample) to make up for the deficit, where pyhf's raises the tau energy scale.
+#: Without restarts difflike's fits ended in the shallower minimum of the two on
+#: six other 2018-04 vectors (4, 8, 9, 11, 13, 19; Delta lower than pyhf's by
+#: 1.1-1.7 at pyhf's -2 Delta of 0.7-0.8) and on 2019-08 vector 14.
+DEEPER_THAN_PYHF = {
+    ("ATLAS-SUSY-2018-04", "observed"): (1, 2, 10, 14, 15, 16),
+    ("ATLAS-SUSY-2018-04", "aposteriori"): (4, 8, 9, 13, 19),
+    ("ATLAS-SUSY-2019-08", "aposteriori"): (14,),
 }
 
 
@@ -386,6 +413,7 @@ def test_cli_sample(dataset, tmp_path, capsys):
         "--temperatures",
         "1",
         "0.0625",
+        "--no-restarts",
         "--quiet",
     ]
     assert main(args) == 0
