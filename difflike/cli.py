@@ -621,6 +621,11 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if not args.signal_regions:
         raise InputError("sampling needs --signal-regions (a signal-region model)")
     model, data = _load(args)
+    restart = {}  # the sampler's default unless asked otherwise
+    if args.no_restarts:
+        restart["label_restart_above"] = None
+    elif args.restart_above is not None:
+        restart["label_restart_above"] = args.restart_above
     settings = SamplerSettings(
         chains_per_target=args.chains,
         num_warmup=args.warmup,
@@ -628,7 +633,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         temperatures=tuple(args.temperatures),
         explore_fraction=args.explore_fraction,
         density=args.density,
-        label_restart_above=None if args.no_restarts else args.restart_above,
+        **restart,
     )
     ds = sample(
         model,
@@ -749,9 +754,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--restart-above",
         type=float,
-        default=20.0,
         help="-2 Delta beyond which (and for any negative yield) a label's fit is "
-        "repeated from probe starts, keeping the deepest minimum (default 20)",
+        "repeated from probe starts, keeping the deepest minimum (default: "
+        "SamplerSettings.label_restart_above, 20)",
     )
     p.add_argument(
         "--no-restarts",

@@ -193,21 +193,20 @@ def _fit_one(
     lower, upper = config.bounds[:, 0], config.bounds[:, 1]
     args = (free, fixed_values, model, data, signal)
     x0 = lax.stop_gradient(jnp.where(free, init, fixed_values))
+    frozen = lax.stop_gradient(args)  # the search is not differentiated
     run = partial(
         minimize,
         nll,
         lower=lower,
         upper=upper,
         free=free,
-        args=lax.stop_gradient(args),
+        args=frozen,
         tol=tol,
         max_iter=max_iter,
         derivs=nll_derivs_lowrank if solver == "lowrank" else nll_derivs,
     )
     if restarts:
-        starts = probe_starts(
-            nll, x0, lower, upper, free, lax.stop_gradient(args), restarts
-        )
+        starts = probe_starts(nll, x0, lower, upper, free, frozen, restarts)
         if not probes_only:
             starts = jnp.concatenate([x0[None], starts])
         every = jax.vmap(run)(starts)

@@ -163,14 +163,26 @@ def counting_summary(
     }
 
 
-@partial(jax.jit, static_argnames=("tol", "solver"))
-def _label_kernel(model, targets: Target, signal, *, tol, solver):
+@partial(jax.jit, static_argnames=("tol", "solver", "probes"))
+def _label_kernel(model, targets: Target, signal, *, tol, solver, probes=0):
     """``(delta, nll, converged)``, each ``(n, ntargets)``: every sample against
-    every target's data, the fits started from ``targets.init``."""
+    every target's data, the fits started from ``targets.init``; with ``probes``,
+    from that many probe starts instead (:mod:`difflike.fit._restarts`; the fit
+    from ``targets.init`` is :func:`label`'s first pass), the deepest converged
+    minimum of those kept."""
 
     def one(model, data, init, nll0, s):
         target = Target(data=data, init=init, nll0=nll0, beta=jnp.ones(()))
-        delta, nll, status = delta_at(model, target, s, tol=tol, solver=solver)
+        delta, nll, status = delta_at(
+            model,
+            target,
+            s,
+            tol=tol,
+            max_iter=RESTART_MAX_ITER if probes else MAX_ITER,
+            solver=solver,
+            restarts=probes,
+            probes_only=True,  # (without probes there is only the fit from init)
+        )
         return delta, nll, status <= 1
 
     run = vectorize(
@@ -222,19 +234,17 @@ def label(
             )
             # a converged fit replaces a failed one or a shallower minimum
             better = ok2 & (~ok[far] | (v2 < nll[far]))
-            for out, new in ((delta, d2), (nll, v2), (ok, ok2)):
-                sub = out[far]
-                sub[better] = new[better]
-                out[far] = sub
+            delta[far] = np.where(better, d2, delta[far])
+            nll[far] = np.where(better, v2, nll[far])
+            ok[far] |= better
     if base_ok is not None:
         ok = ok & np.asarray(base_ok)[None, :]
     return delta[:, column], nll[:, column], ok[:, column]
 
 
 def _label_rows(model, targets, signal, batch_size, tol, solver, probes=0):
-    """:func:`_label_kernel` (or with ``probes``, :func:`_restart_kernel`) in padded
-    batches of ``batch_size`` rows; numpy out, each ``(n, ntargets)``."""
-    kernel = partial(_restart_kernel, probes=probes) if probes else _label_kernel
+    """:func:`_label_kernel` in padded batches of ``batch_size`` rows; numpy out,
+    each ``(n, ntargets)``."""
     outs = []
     for start in range(0, len(signal), batch_size):
         part = signal[start : start + batch_size]
@@ -243,32 +253,10 @@ def _label_rows(model, targets, signal, batch_size, tol, solver, probes=0):
         pad = max(64, 1 << (len(part) - 1).bit_length()) - len(part)
         padded = np.concatenate([part, np.repeat(part[-1:], pad, axis=0)])
         d, v, ok = (
-            np.array(x) for x in kernel(model, targets, padded, tol=tol, solver=solver)
+            np.asarray(x)
+            for x in _label_kernel(
+                model, targets, padded, tol=tol, solver=solver, probes=probes
+            )
         )
         outs.append((d[: len(part)], v[: len(part)], ok[: len(part)]))
     return tuple(np.concatenate(x) for x in zip(*outs))
-
-
-@partial(jax.jit, static_argnames=("tol", "solver", "probes"))
-def _restart_kernel(model, targets: Target, signal, *, tol, solver, probes):
-    """As :func:`_label_kernel`, the fits made from ``probes`` probe starts instead
-    (:mod:`difflike.fit._restarts`), the deepest converged minimum of those kept."""
-
-    def one(model, data, init, nll0, s):
-        target = Target(data=data, init=init, nll0=nll0, beta=jnp.ones(()))
-        delta, nll, status = delta_at(
-            model,
-            target,
-            s,
-            tol=tol,
-            max_iter=RESTART_MAX_ITER,
-            solver=solver,
-            restarts=probes,
-            probes_only=True,  # label() has the fit from init already
-        )
-        return delta, nll, status <= 1
-
-    run = vectorize(
-        one, "(n),(p),(),(s)->(),(),()", batch_ndim=lambda _: 0, chunk=default_chunk()
-    )
-    return run(model, targets.data, targets.init, targets.nll0, signal[:, None, :])
