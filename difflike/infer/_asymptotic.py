@@ -224,7 +224,7 @@ def _curves(mus, lik, prepared, test_stat, log_alpha):
     ``mus[0]`` and at ``mus[1:]``) are one vectorised call."""
     stat = from_fits(test_stat)
     lik_a, muhats, nll_hats = prepared
-    which = jnp.asarray([0, 1, 1, 1, 1, 1, 1])
+    which = np.asarray([0, 1, 1, 1, 1, 1, 1])
     at = jnp.concatenate([mus[:1], mus])
     _, nlls, _ = profiles_of_two(lik, lik_a, which, at, True)
     q = stat(at, muhats[which], nlls, nll_hats[which])

@@ -9,7 +9,7 @@ data set (batches are mapped over with :func:`jax.vmap`):
   the global fit otherwise (then ``poi`` is :math:`\hat\mu` and ``mu`` is
   ignored); ``ok`` says whether the minimisation converged (always true for a
   likelihood that needs none).
-  ``fixed`` is a traced boolean, so one compiled fit serves both kinds: inference
+  ``fixed`` may be a traced boolean, so one compiled fit serves both kinds: inference
   maps ``profile`` over several hypotheses at once (:func:`profiles`);
 * ``asimov(mu)``: the same likelihood on Asimov data built at ``mu`` (pyhf's:
   expected main and auxiliary data at the conditional fit to the data at ``mu``),
@@ -17,6 +17,17 @@ data set (batches are mapped over with :func:`jax.vmap`):
 
 A compiled model with its data provides these by fitting (:class:`ModelLikelihood`);
 a surrogate by evaluating its networks. All three must be traceable (jit, vmap, grad).
+
+How several profiles are batched is the likelihood's choice, through an optional
+class attribute ``profile_in_one_call`` (true when absent). A fit costs about the
+same whatever ``fixed`` says and whichever data it fits, so a model's profiles of
+its data and of its Asimov data are one vectorised call of one compiled fit. For a
+surrogate a fixed-``mu`` profile is one evaluation of a network and a free one is a
+search, and the Asimov likelihood evaluates another network: mapped together, every
+hypothesis would pay for the search and for both networks. A likelihood with
+``profile_in_one_call = False`` is therefore profiled in groups, one per likelihood
+and value of ``fixed`` (which must then be concrete); its ``asimov()`` may return a
+likelihood of another pytree structure.
 """
 
 from __future__ import annotations
@@ -25,6 +36,7 @@ from typing import Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float
 
 from difflike._pytree import pytree_dataclass, replace
@@ -54,14 +66,48 @@ class Likelihood(Protocol):
 def profiles(
     lik: Likelihood, mu: Float[ArrayLike, "*k"], fixed: Bool[ArrayLike, "*k"]
 ) -> tuple[Float[Array, "*k"], Float[Array, "*k"], Bool[Array, "*k"]]:
-    """``lik.profile`` of several hypotheses in one vectorised call, ``(*k,)`` each.
+    """``lik.profile`` of several hypotheses in one vectorised call, ``(*k,)`` each
+    (in groups for a likelihood with ``profile_in_one_call = False``, module doc).
 
     Example: the global fit and the fit at ``mu`` together, one compiled fit:
     ``profiles(lik, jnp.stack([0.0, mu]), jnp.array([False, True]))``.
     """
     mu = jnp.asarray(mu, jnp.float64)
+    if not _in_one_call(lik):
+        fixed = _concrete(fixed, bool)
+        fixed = np.broadcast_to(fixed, np.broadcast_shapes(fixed.shape, mu.shape))
+        mu = jnp.broadcast_to(mu, fixed.shape)
+        flat = _grouped((lik,), np.zeros(mu.size, int), mu.ravel(), fixed.ravel())
+        return tuple(x.reshape(mu.shape) for x in flat)
     fixed = jnp.asarray(fixed, bool)
     return jnp.vectorize(lik.profile, signature="(),()->(),(),()")(mu, fixed)
+
+
+def _in_one_call(lik: Likelihood) -> bool:
+    return bool(getattr(lik, "profile_in_one_call", True))
+
+
+def _concrete(flags, dtype) -> np.ndarray:
+    if isinstance(flags, jax.core.Tracer):
+        raise TypeError(
+            "a likelihood with profile_in_one_call = False needs concrete which and "
+            "fixed flags (they choose what is evaluated)"
+        )
+    return np.asarray(flags, dtype)
+
+
+def _grouped(liks, which, mu, fixed):
+    """``liks[which[i]].profile(mu[i], fixed[i])`` for a likelihood profiled in
+    groups (module doc): one vectorised call per likelihood and value of ``fixed``,
+    which is passed on concrete. ``which`` and ``fixed`` ``(k,)`` numpy arrays."""
+    k = which.shape[0]
+    poi, nll = jnp.zeros(k, jnp.float64), jnp.zeros(k, jnp.float64)
+    ok = jnp.zeros(k, bool)
+    for w, f in sorted({(int(w), bool(f)) for w, f in zip(which, fixed)}):
+        rows = np.flatnonzero((which == w) & (fixed == f))
+        p, v, o = jax.vmap(lambda m, lk=liks[w], f=f: lk.profile(m, f))(mu[rows])
+        poi, nll, ok = poi.at[rows].set(p), nll.at[rows].set(v), ok.at[rows].set(o)
+    return poi, nll, ok
 
 
 def free_and_fixed(lik: Likelihood, mu) -> tuple[Array, Array, Array, Array]:
@@ -102,7 +148,13 @@ def profiles_of_two(
 ) -> tuple[Float[Array, " k"], Float[Array, " k"], Bool[Array, " k"]]:
     """``profile(mu[i], fixed[i])`` of ``lik`` where ``which[i] == 0`` and of
     ``lik_other`` (same pytree structure: an Asimov version, say) where it is 1, all
-    in one vectorised call (one compiled fit), ``(k,)`` each."""
+    in one vectorised call (one compiled fit; in groups for a likelihood with
+    ``profile_in_one_call = False``, module doc), ``(k,)`` each."""
+    if not _in_one_call(lik):
+        which = _concrete(which, int)
+        fixed = np.broadcast_to(_concrete(fixed, bool), which.shape)
+        mu = jnp.broadcast_to(jnp.asarray(mu, jnp.float64), which.shape)
+        return _grouped((lik, lik_other), which, mu, fixed)
     which = jnp.asarray(which)
     mu = jnp.broadcast_to(jnp.asarray(mu, jnp.float64), which.shape)
     fixed = jnp.broadcast_to(jnp.asarray(fixed, bool), which.shape)

@@ -35,7 +35,9 @@ from difflike.surrogate import (
     train,
     upper_limit,
 )
+from difflike.surrogate import _likelihood as surrogate_likelihood
 from difflike.surrogate import _train as train_module
+from difflike.surrogate._likelihood import LIMIT_RTOL, SurrogateLikelihood
 from difflike.surrogate._network import apply, init_params, param_count
 from difflike.surrogate.onnx import export
 
@@ -207,8 +209,12 @@ def test_inference_on_surrogate(trained):
     lik = sur.likelihood(s[0])
     # the same network evaluated in a batch or alone: float32 round-off
     np.testing.assert_allclose(dl.hypotest(1.0, lik).cls, batch_h.cls[0], rtol=1e-6)
-    limit = jax.jit(lambda y: dl.upper_limit(sur.likelihood(y)).mu_up)
+    limit = jax.jit(lambda y: dl.upper_limit(sur.likelihood(y), rtol=LIMIT_RTOL).mu_up)
     np.testing.assert_allclose(limit(jnp.asarray(s[0])), batch_l.mu_up[0], rtol=1e-6)
+    # the surrogate's looser tolerance (float32 curves) against the exact one's
+    tight = upper_limit(sur, s, rtol=1e-7)
+    np.testing.assert_allclose(batch_l.mu_up, tight.mu_up, rtol=2 * LIMIT_RTOL)
+    np.testing.assert_allclose(batch_l.mu_up_exp, tight.mu_up_exp, rtol=2 * LIMIT_RTOL)
     # muhat from the gradient bracket equals the best of a dense scan
     lik = sur.likelihood(s[0])
     grid = np.linspace(0.0, 10.0, 20001)
@@ -239,6 +245,32 @@ def test_inference_on_surrogate(trained):
     assert float(grad @ v) == pytest.approx(float(fd), rel=0.02)
     with pytest.raises(InputError, match="mu = 0"):
         dl.hypotest(1.0, sur.likelihood(s[0]), test_stat="q0")
+
+
+def test_only_free_profiles_search(trained, monkeypatch):
+    """A surrogate is profiled in groups: a limit's root finding and a hypotest's
+    fixed-mu points evaluate the network, only the free fits (data, Asimov data)
+    search for muhat -- so the search is traced exactly twice."""
+    sur, _ = trained
+    calls = []
+    search = SurrogateLikelihood.fit
+
+    def counted(self):
+        calls.append(self.expectation)
+        return search(self)
+
+    monkeypatch.setattr(SurrogateLikelihood, "fit", counted)
+    for compiled in (
+        surrogate_likelihood._limit_batch,
+        surrogate_likelihood._hypotest_batch,
+    ):
+        compiled.clear_cache()  # trace afresh
+    s = jnp.array([[2.0, 3.0], [4.0, 1.0]])
+    upper_limit(sur, s)
+    assert sorted(calls) == ["aposteriori", "observed"]
+    calls.clear()
+    hypotest(sur, s, 1.0)
+    assert sorted(calls) == ["aposteriori", "observed"]
 
 
 def max_mu(n):
