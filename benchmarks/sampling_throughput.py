@@ -94,10 +94,10 @@ def main() -> None:
     parser.add_argument("--pyhf-check", type=int, default=0)
     parser.add_argument(
         "--restart-above",
-        type=float,
+        type=lambda x: None if x == "none" else float(x),
         default=SamplerSettings.label_restart_above,
         help="-2 Delta beyond which (and for negative yields) label fits restart "
-        "from other starts; inf: never",
+        "from other starts; inf: negative yields only; none: never",
     )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()

@@ -756,7 +756,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         help="-2 Delta beyond which (and for any negative yield) a label's fit is "
         "repeated from probe starts, keeping the deepest minimum (default: "
-        "SamplerSettings.label_restart_above, 20)",
+        "SamplerSettings.label_restart_above, 20; inf: negative yields only)",
     )
     p.add_argument(
         "--no-restarts",

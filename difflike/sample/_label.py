@@ -219,12 +219,13 @@ def label(
         restart_above: rows with :math:`-2\\Delta` above this for some data set,
             or with a negative yield, are fitted again from
             :mod:`difflike.fit._restarts`, keeping the deepest converged minimum
-            (:data:`RESTART_ABOVE`; ``None`` for never).
+            (:data:`RESTART_ABOVE`; ``inf``: rows with a negative yield only;
+            ``None``: never).
     """
     check_solver(solver)
     signal = np.asarray(signal, np.float64)
     delta, nll, ok = _label_rows(model, targets, signal, batch_size, tol, solver)
-    if restart_above is not None and np.isfinite(restart_above):
+    if restart_above is not None:
         far = np.flatnonzero(
             (-2.0 * delta > restart_above).any(axis=1) | (signal < 0).any(axis=1)
         )

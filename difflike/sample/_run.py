@@ -110,8 +110,8 @@ class SamplerSettings:
             :data:`~difflike.sample._label.LABEL_SOLVER`; see :func:`difflike.fit`).
         label_restart_above: :math:`-2\\Delta` beyond which (and for negative
             yields) a label's fit is repeated from other starts and the deepest
-            minimum kept (:data:`~difflike.sample._label.RESTART_ABOVE`; ``None``:
-            never).
+            minimum kept (:data:`~difflike.sample._label.RESTART_ABOVE`; ``inf``:
+            negative yields only; ``None``: never).
         density: ``"joint"``: NUTS samples yields and nuisance parameters
             together (one log-likelihood gradient per leapfrog step,
             :func:`~difflike.sample._target.joint_potential`); ``"profiled"``:

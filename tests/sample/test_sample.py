@@ -353,6 +353,12 @@ def test_atlas_labels_match_pyhf(likelihoods, analysis):
         shallower = plain[:, 0] < theirs - 1e-4
         assert list(np.flatnonzero(shallower)) == [4, 8, 9, 11, 13, 19]
         assert np.all(plain <= delta + 1e-9)  # restarts only ever deepen a minimum
+        # restart_above = inf: the rows with a negative yield only
+        neg_only, _, _ = label(model, targets, column, signal, ok, restart_above=np.inf)
+        negative = (signal < 0).any(axis=1)
+        assert 0 < negative.sum() < len(signal)
+        np.testing.assert_array_equal(neg_only[negative], delta[negative])
+        np.testing.assert_array_equal(neg_only[~negative], plain[~negative])
 
 
 #: (analysis, expectation) -> yield vectors (rows of the fixture) where difflike's
