@@ -30,6 +30,12 @@ expectation, so ``"observed_asimov"`` and ``"aposteriori"`` name the same data, 
 the Asimov data of an expectation that is already an expectation of the model
 (``"aposteriori"``, ``"apriori"``) are that data again, up to the fit's tolerance.
 All six are offered so that code can ask for the data a formula needs by its name.
+
+Fits start from the model's initial values, as pyhf's do; where the likelihood of a
+hypothesis is not finite there (a negative yield larger than a bin's nominal
+background makes its rate negative), that fit starts from the background-only fit
+instead. A fit that still fails leaves :math:`\Delta` not finite;
+``return_details=True`` says which (``converged``).
 """
 
 from __future__ import annotations
@@ -41,9 +47,11 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Bool, Float
 
 from difflike._pytree import pytree_dataclass, replace
+from difflike._vectorize import vectorize
 from difflike.errors import InputError
 from difflike.fit._api import MAX_ITER, TOL, _check_batch, _fit_kernel
 from difflike.histfactory import Model
+from difflike.histfactory._model import model_batch_ndim
 from difflike.infer._api import _inputs
 
 __all__ = ["EXPECTATIONS", "DeltaResult", "delta", "expectation_data"]
@@ -152,14 +160,27 @@ def expectation_data(
     return _expectation_data_kernel(model, data, expectation, tol, max_iter)[0]
 
 
+def _start(model: Model, data, signal, mu, background):
+    """Where the fit of a hypothesis starts: the model's initial values, or the
+    background-only fit where the likelihood is not finite there (yields below the
+    nominal background of a bin make its rate negative at the initial values)."""
+    init = model.config.init
+    poi = model.config.poi_index
+    pars = init if poi is None else init.at[poi].set(mu)
+    finite = jnp.isfinite(model._logpdf(pars, data, signal))
+    return jnp.where(finite, init, background)
+
+
 @jax.jit
 def _delta_fits(model, data, signal, mu, tol, max_iter):
-    fit = partial(
-        _fit_kernel, init=model.config.init, fix_poi=True, tol=tol, max_iter=max_iter
-    )
+    fit = partial(_fit_kernel, fix_poi=True, tol=tol, max_iter=max_iter)
     # the background-only fit depends on the data only: once per data set
-    background = fit(model, data, jnp.zeros(model.config.nsignal), jnp.zeros(()))
-    hypothesis = fit(model, data, signal, mu)
+    zero = jnp.zeros(model.config.nsignal)
+    background = fit(model, data, zero, jnp.zeros(()), model.config.init)
+    start = vectorize(_start, "(n),(s),(),(p)->(p)", batch_ndim=model_batch_ndim)(
+        model, data, signal, mu, background.pars
+    )
+    hypothesis = fit(model, data, signal, mu, start)
     delta = background.nll - hypothesis.nll
     return DeltaResult(
         delta=delta,

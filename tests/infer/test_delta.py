@@ -100,3 +100,20 @@ def test_bad_expectation(sr):
         delta(model, data, SIGNALS[0], expectation="expected")
     with pytest.raises(InputError, match="expectation"):
         expectation_data(model, data, "posterior")
+
+
+def test_yields_below_the_nominal_background(sr):
+    """A negative yield beyond a bin's nominal background makes its rate negative at
+    the initial values: that fit starts from the background-only fit instead, and
+    agrees with the labeller's (which always starts there)."""
+    from difflike.sample import background_targets, label
+
+    model, data = sr
+    # nominal signal-region backgrounds 20, 10.7, 5, 1.8; post-fit 21.5 ... 1.97
+    signal = np.array([[-3.0, 0.5, -1.0, -1.9], [1.0, -11.0, 0.5, 0.2]])
+    out = delta(model, data, signal, return_details=True)
+    assert bool(np.all(out.converged)) and np.all(np.isfinite(out.delta))
+    targets, column, ok = background_targets(model, data, ("observed",))
+    labels, _, converged = label(model, targets, column, signal, ok, restart_above=None)
+    assert converged.all()
+    np.testing.assert_allclose(out.delta, labels[:, 0], rtol=0, atol=1e-6)
