@@ -809,6 +809,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(which needs the dataset's workspace; docs/surrogates.md)",
     )
     p.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="scale the counting baseline's variances per signal bin to fit the "
+        "training labels first (docs/surrogates.md)",
+    )
+    p.add_argument(
         "--expectations", nargs="+", help="expectations to learn (default: all)"
     )
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -838,6 +844,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         budget_s=args.budget,
         multihead=args.multihead,
         counting=not args.no_counting,
+        calibrate=args.calibrate,
         seed=args.seed,
     )
     start = time.perf_counter()

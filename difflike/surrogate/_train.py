@@ -10,7 +10,9 @@ r"""Training surrogates: Optax Adam, early stopping, ensembles, hyper-parameter 
    learn :math:`\Delta - \Delta_\mathrm{c}`, the departure from the counting
    baseline of :mod:`difflike.surrogate._counting`, whose parameters the dataset
    records (``meta["counting"]``; for older datasets they are computed from the
-   workspace, read again and its SHA-256 checked) and the surrogate stores. On ATLAS-SUSY-2018-04 that target's standard deviation is 40-60
+   workspace, read again and its SHA-256 checked) and the surrogate stores; with
+   ``calibrate`` the baseline's variances are first scaled per signal bin to fit
+   the training labels (:func:`calibration_scales`). On ATLAS-SUSY-2018-04 that target's standard deviation is 40-60
    times smaller than that of :math:`\Delta` itself. Inputs are standardised by
    the training rows' mean and standard deviation per feature; each
    expectation's target by its standard deviation (no shift: the surrogate
@@ -96,6 +98,9 @@ class TrainSettings:
             expectation (``False``).
         counting: learn the departure from the counting baseline (module doc);
             needs the dataset's workspace at training time only.
+        calibrate: scale the counting baseline's variances per signal bin to fit
+            the training labels before the networks learn the rest (module doc;
+            only with ``counting``).
         log_features: give the networks :math:`\\ln(1 + s/b)` beside the yields
             (:func:`~difflike.surrogate._surrogate.features`; needs the dataset's
             yield space).
@@ -120,6 +125,7 @@ class TrainSettings:
     band: float = 10.0
     multihead: bool = False
     counting: bool = True
+    calibrate: bool = False
     log_features: bool = True
     trials: int = 4
     ensemble: int = 3
@@ -188,6 +194,60 @@ def split_indices(n: int, fractions=(0.6, 0.2, 0.2), seed: int = 0):
     n_val = round(fractions[1] * n)
     parts = perm[:n_train], perm[n_train : n_train + n_val], perm[n_train + n_val :]
     return tuple(np.sort(p) for p in parts)
+
+
+#: the calibrated variances stay within this factor of the propagated ones
+CALIBRATION_RANGE = 10.0
+#: training rows a calibration fits at most (an evenly spaced subset beyond)
+CALIBRATION_ROWS = 20_000
+
+
+def calibration_scales(
+    count: dict[str, np.ndarray],
+    signal: np.ndarray,
+    delta: np.ndarray,
+    converged: np.ndarray,
+    band: float,
+) -> np.ndarray:
+    r"""Per expectation and signal bin, the factor on the counting baseline's
+    variance that brings :math:`\Delta_\mathrm{c}` closest to the labels,
+    ``(nexpect, nsignal)``.
+
+    The variances come from the background-only fit's covariance propagated
+    linearly; where a bin's background is uncertain by tens of percent the profile
+    bends less steeply than that Gaussian says (benchmarks/counting_baseline.py:
+    doubling them halves what the networks must learn on the a-posteriori data of
+    both published analyses). The factors minimise the weighted mean squared
+    :math:`\Delta - \Delta_\mathrm{c}` over the converged training rows (the
+    loss's weights, :func:`band_weights`) by BFGS on their logarithms, which stay
+    within :math:`\pm\ln` :data:`CALIBRATION_RANGE`.
+    """
+    from jax.scipy.optimize import minimize
+
+    bound = np.log(CALIBRATION_RANGE)
+    scales = np.ones_like(np.asarray(count["variance"], np.float64))
+    for k in range(scales.shape[0]):
+        rows = np.flatnonzero(converged[:, k])
+        if len(rows) > CALIBRATION_ROWS:
+            rows = rows[np.linspace(0, len(rows) - 1, CALIBRATION_ROWS).astype(int)]
+        if len(rows) == 0:
+            continue
+        s = jnp.asarray(signal[rows])
+        d = jnp.asarray(delta[rows, k])
+        w = jnp.asarray(band_weights(delta[rows, k], band))
+        n, b, v = (
+            jnp.asarray(count[key][k : k + 1], jnp.float64) for key in COUNT_KEYS
+        )
+
+        def loss(u, n=n, b=b, v=v, s=s, d=d, w=w):
+            scale = jnp.exp(bound * jnp.tanh(u / bound))  # within the range
+            r = d - counting_delta(n, b, v * scale, s)[:, 0]
+            return jnp.sum(w * r * r) / jnp.sum(w)
+
+        u = minimize(loss, jnp.zeros(scales.shape[1]), method="BFGS").x
+        if bool(jnp.all(jnp.isfinite(u))) and loss(u) < loss(jnp.zeros_like(u)):
+            scales[k] = np.exp(bound * np.tanh(np.asarray(u) / bound))
+    return scales
 
 
 def band_weights(delta: np.ndarray, band: float) -> np.ndarray:
@@ -444,12 +504,22 @@ def train(
     )
     counting = settings.counting
     count = {k: np.zeros((len(names), signal.shape[1])) for k in COUNT_KEYS}
+    scales = np.ones((len(names), signal.shape[1]))
     base = np.zeros_like(delta)
     if counting:
         stored = meta.get("counting") or {}
         if not all(e in stored for e in names):
             stored = _counting_parameters(meta, names)
         count = {k: np.array([stored[e][k] for e in names]) for k in COUNT_KEYS}
+        if settings.calibrate:
+            scales = calibration_scales(
+                count,
+                signal[train_rows],
+                delta[train_rows],
+                conv[train_rows],
+                settings.band,
+            )
+            count["variance"] = count["variance"] * scales
         base = np.asarray(
             counting_delta(*(np.asarray(count[k]) for k in COUNT_KEYS), signal)
         )
@@ -580,6 +650,9 @@ def train(
                 "seed": meta.get("seed"),
             },
             "settings": settings.to_json(),
+            # per expectation and signal bin, the factor calibrate put on the
+            # counting baseline's variance (ones without it)
+            "counting_variance_scales": scales.tolist(),
             "ensembles": [
                 [{k: r[k] for k in ENSEMBLE_FIELDS} for r in kept] for kept in ensembles
             ],

@@ -247,6 +247,43 @@ def test_inference_on_surrogate(trained):
         dl.hypotest(1.0, sur.likelihood(s[0]), test_stat="q0")
 
 
+def test_calibration_recovers_the_variances():
+    """Labels that are a counting likelihood with 3x and 0.5x the recorded
+    variances: calibration finds those factors; on the synthetic profile (a shared
+    normalisation the baseline treats per bin) it lowers the residual."""
+    from difflike.surrogate._counting import counting_delta
+    from difflike.surrogate._train import band_weights, calibration_scales
+
+    ds = synthetic(2000)
+    stored = ds.meta["counting"]
+    count = {
+        k: np.array([stored[e][k] for e in LEARNED])
+        for k in ("data", "background", "variance")
+    }
+    truth = np.array([[3.0, 0.5], [3.0, 0.5]])
+    labels = np.asarray(
+        counting_delta(
+            count["data"], count["background"], count["variance"] * truth, ds.signal
+        )
+    )
+    ok = np.ones_like(labels, bool)
+    scales = calibration_scales(count, ds.signal, labels, ok, 10.0)
+    np.testing.assert_allclose(scales, truth, rtol=1e-3)
+
+    delta = np.asarray(ds.delta[:, :2])
+    scales = calibration_scales(count, ds.signal, delta, ok, 10.0)
+    assert not np.allclose(scales, 1.0)
+    weights = band_weights(delta, 10.0)
+
+    def loss(v):
+        r = delta - np.asarray(
+            counting_delta(count["data"], count["background"], v, ds.signal)
+        )
+        return np.sum(weights * r**2, axis=0) / np.sum(weights, axis=0)
+
+    assert np.all(loss(count["variance"] * scales) < loss(count["variance"]))
+
+
 def test_only_free_profiles_search(trained, monkeypatch):
     """A surrogate is profiled in groups: a limit's root finding and a hypotest's
     fixed-mu points evaluate the network, only the free fits (data, Asimov data)
@@ -484,11 +521,20 @@ def test_cli_train_export_cls_limit(tmp_path, capsys):
         "--epochs",
         "80",
     ]
-    assert main([*args, "--trials", "1", "--ensemble", "1", "--quiet"]) == 0
+    options = ["--trials", "1", "--ensemble", "1", "--calibrate", "--quiet"]
+    assert main([*args, *options]) == 0
     table = capsys.readouterr().out
     assert "observed_asimov" in table and "NLL MAPE" in table
     # the three identical columns of the synthetic labels share one network
-    assert load_folder(out).nets.heads == ((0,), (1, 2, 3))
+    sur = load_folder(out)
+    assert sur.nets.heads == ((0,), (1, 2, 3))
+    scales = np.asarray(sur.meta["counting_variance_scales"])
+    assert scales.shape == (4, 2) and not np.allclose(scales, 1.0)
+    # the variances the dataset records, scaled by those factors
+    recorded = np.array(
+        [synthetic(rows=10).meta["counting"][e]["variance"] for e in EXPECTATIONS]
+    )
+    np.testing.assert_allclose(sur.nets.count_variance, recorded * scales, rtol=1e-6)
     assert main(["export", str(out), "--out", str(tmp_path / "s.onnx")]) == 0
     capsys.readouterr()
     for path in (str(out), str(tmp_path / "s.onnx")):
