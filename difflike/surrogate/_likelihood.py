@@ -19,6 +19,13 @@ zero almost everywhere and Newton's method has nothing to work with, so for thos
 60 bisection steps close the bracket instead (:data:`_BISECTIONS`). Gradients of :math:`\mathrm{nll}(\hat\mu)`
 flow by the envelope theorem; :math:`\hat\mu` itself is not differentiated.
 
+Every expectation but ``observed`` has data that are the model's expected data at
+:math:`\mu = 0` (the background-only fit's, or the pre-fit ones): their likelihood
+is saturated there, the exact profiler's global fit ends at :math:`\hat\mu = 0`
+(to its tolerance), and the surrogate takes :math:`\hat\mu = 0` without a search
+(where 0 lies within the POI's bounds). So of a limit's two free fits, to the data
+and to the Asimov data, only the observed one searches.
+
 Inference profiles a surrogate likelihood in groups (``profile_in_one_call =
 False``): a fixed-``mu`` profile is one evaluation of one network, and only the two
 free fits search. Limits keep the exact profiler's relative tolerance of 1e-7:
@@ -104,6 +111,7 @@ class SurrogateLikelihood:
     hi: Float[Array, ""]
     expectation: str = static()
     asimov_expectation: str | None = static(default=None)
+    zero_in_bounds: bool = static(default=True)
 
     #: profiled in groups, by likelihood and fixed flag (module doc of
     #: :mod:`difflike.infer._likelihood`)
@@ -140,6 +148,7 @@ class SurrogateLikelihood:
             hi=jnp.asarray(hi, jnp.float64),
             expectation=expectation,
             asimov_expectation=asimov[0] if asimov else None,
+            zero_in_bounds=bool(lo <= 0.0 <= hi),
         )
 
     def nll(self, mu: Float[Array, ""]) -> Array:
@@ -151,6 +160,11 @@ class SurrogateLikelihood:
 
     def fit(self) -> tuple[Array, Array]:
         """``(muhat, nll)``: the global fit within the POI's bounds (module doc)."""
+        if self.expectation != "observed" and self.zero_in_bounds:
+            # every other expectation's data are expected data at mu = 0: their
+            # likelihood is saturated there, so muhat = 0 exactly (module doc)
+            zero = jnp.zeros((), jnp.float64)
+            return zero, self.nll(zero)
         grid = jnp.linspace(self.lo, self.hi, _SCAN_POINTS)
         values = jax.vmap(self.nll)(grid)
         values = jnp.where(jnp.isfinite(values), values, jnp.inf)

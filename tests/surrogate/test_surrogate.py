@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 import difflike as dl
+from difflike._pytree import replace
 from difflike.errors import InputError
 from difflike.sample import YieldDataset
 from difflike.surrogate import (
@@ -283,7 +284,7 @@ def test_calibration_recovers_the_variances():
 def test_only_free_profiles_search(trained, monkeypatch):
     """A surrogate is profiled in groups: a limit's root finding and a hypotest's
     fixed-mu points evaluate the network, only the free fits (data, Asimov data)
-    search for muhat -- so the search is traced exactly twice."""
+    ask for muhat -- so the fit is traced exactly twice."""
     sur, _ = trained
     calls = []
     search = SurrogateLikelihood.fit
@@ -304,6 +305,15 @@ def test_only_free_profiles_search(trained, monkeypatch):
     calls.clear()
     hypotest(sur, s, 1.0)
     assert sorted(calls) == ["aposteriori", "observed"]
+    # the Asimov (aposteriori) data are expected data at mu = 0: muhat = 0 without
+    # a search, where the search itself finds the same minimum to the network's
+    # accuracy
+    monkeypatch.setattr(SurrogateLikelihood, "fit", search)
+    lik = sur.likelihood(s[0], "aposteriori")
+    muhat, value = lik.fit()
+    assert float(muhat) == 0.0 and float(value) == float(lik.nll(0.0))
+    searched, found = replace(lik, zero_in_bounds=False).fit()
+    assert float(searched) < 0.05 and float(value) - float(found) < 1e-3
 
 
 def max_mu(n):
