@@ -37,7 +37,7 @@ import numpy as np  # noqa: E402
 
 import difflike as dl  # noqa: E402
 from difflike.sample import background_targets  # noqa: E402
-from difflike.sample._target import nuisance_of  # noqa: E402
+from difflike.sample._label import signal_bin_covariance  # noqa: E402
 from difflike.surrogate._counting import counting_delta  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,28 +53,6 @@ EXPECTATIONS = ("observed", "aposteriori")
 
 def log(*args) -> None:
     print(*args, file=sys.stderr, flush=True)
-
-
-def post_fit(model, targets):
-    """Per data set: signal-bin counts, post-fit backgrounds and their covariance
-    (the pseudo-inverse Hessian over the free parameters, propagated linearly)."""
-    bins = jnp.asarray(model.signal_bins)
-    zero = jnp.zeros(model.config.nsignal)
-    index = nuisance_of(model).index
-
-    def one(d, pars):
-        def nll(x):
-            return -model.logpdf(pars.at[index].set(x), d, zero)
-
-        def rates(x):
-            return model.expected_actualdata(pars.at[index].set(x), zero)[bins]
-
-        x = pars[index]
-        cov = jnp.linalg.pinv(jax.hessian(nll)(x), hermitian=True)
-        j = jax.jacobian(rates)(x)
-        return d[bins], rates(x), j @ cov @ j.T
-
-    return (np.asarray(a) for a in jax.jit(jax.vmap(one))(targets.data, targets.init))
 
 
 def correlated_ell(n, b, precision, s, steps: int = 60):
@@ -119,7 +97,7 @@ def main() -> None:
         args.likelihoods / folder / "BkgOnly.json", signal_regions=regions
     )
     targets, column, _ = background_targets(model, data, EXPECTATIONS)
-    counts, backgrounds, covariances = post_fit(model, targets)
+    counts, backgrounds, covariances = signal_bin_covariance(model, targets)
     rng = np.random.default_rng(args.seed)
     print(f"# {folder}, {len(regions)} signal regions, {args.n} random yield vectors")
     print("| data | baseline | band rows | std band | p99 band | std all |")

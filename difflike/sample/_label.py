@@ -116,6 +116,34 @@ def background_targets(
     return targets, np.asarray(column), jnp.stack(oks) & fits.converged
 
 
+def signal_bin_covariance(
+    model: Model, targets: Target
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per data set of ``targets``: the signal bins' counts and post-fit backgrounds
+    ``(ntargets, nsignal)`` each, and those backgrounds' covariance ``(ntargets,
+    nsignal, nsignal)``: the pseudo-inverse Hessian of :math:`-\\ln L` over the
+    free parameters at the fit ``targets.init``, propagated linearly."""
+    bins = jnp.asarray(model.signal_bins)
+    zero = jnp.zeros(model.config.nsignal)
+    index = nuisance_of(model).index
+
+    def one(d, pars):
+        def nll(x):
+            return -model.logpdf(pars.at[index].set(x), d, zero)
+
+        def rates(x):
+            return model.expected_actualdata(pars.at[index].set(x), zero)[bins]
+
+        x = pars[index]
+        cov = jnp.linalg.pinv(jax.hessian(nll)(x), hermitian=True)
+        j = jax.jacobian(rates)(x)
+        return d[bins], rates(x), j @ cov @ j.T
+
+    return tuple(
+        np.asarray(a) for a in jax.jit(jax.vmap(one))(targets.data, targets.init)
+    )
+
+
 def counting_summary(
     model: Model,
     targets: Target,
@@ -133,26 +161,8 @@ def counting_summary(
     ``meta["counting"]``. ``targets`` and ``column`` are
     :func:`background_targets`'s for ``expectations``.
     """
-    bins = jnp.asarray(model.signal_bins)
-    zero = jnp.zeros(model.config.nsignal)
-    index = nuisance_of(model).index
-
-    def one(d, pars):
-        def nll(x):
-            return -model.logpdf(pars.at[index].set(x), d, zero)
-
-        def rates(x):
-            return model.expected_actualdata(pars.at[index].set(x), zero)[bins]
-
-        x = pars[index]
-        cov = jnp.linalg.pinv(jax.hessian(nll)(x), hermitian=True)
-        j = jax.jacobian(rates)(x)
-        var = jnp.maximum(jnp.einsum("ip,pq,iq->i", j, cov, j), 0.0)
-        return d[bins], rates(x), var
-
-    n, b, v = (
-        np.asarray(a) for a in jax.jit(jax.vmap(one))(targets.data, targets.init)
-    )
+    n, b, cov = signal_bin_covariance(model, targets)
+    v = np.maximum(np.diagonal(cov, axis1=-2, axis2=-1), 0.0)
     return {
         e: {
             "data": n[k].tolist(),
