@@ -16,10 +16,11 @@ the slope shrinks (a step that would leave it, or a curvature that is not
 positive, bisects instead); the bracket's ends stay candidates, so a minimum on a
 bound is found exactly. A LeakyReLU network is piecewise linear: its curvature is
 zero almost everywhere and Newton's method has nothing to work with, so for those
-32 bisection steps close the bracket instead (:data:`_BISECTIONS`: the scan's bracket
-of at most 1/8 of the POI's range, halved 32 times, is below 3e-11 of it; 60 steps
-gave the same limits on ATLAS-SUSY-2018-04, 1.18 times slower). Gradients of :math:`\mathrm{nll}(\hat\mu)`
-flow by the envelope theorem; :math:`\hat\mu` itself is not differentiated.
+32 bisection steps close the bracket instead (:data:`_BISECTIONS`: the scan's
+bracket of at most 1/8 of the POI's range, halved 32 times, is below 3e-11 of it;
+60 steps gave the same limits on ATLAS-SUSY-2018-04, 1.18 times slower). Gradients
+of :math:`\mathrm{nll}(\hat\mu)` flow by the envelope theorem; :math:`\hat\mu`
+itself is not differentiated.
 
 Every expectation but ``observed`` has data that are the model's expected data at
 :math:`\mu = 0` (the background-only fit's, or the pre-fit ones): their likelihood
@@ -29,10 +30,11 @@ is saturated there, the exact profiler's global fit ends at :math:`\hat\mu = 0`
 and to the Asimov data, only the observed one searches.
 
 Inference profiles a surrogate likelihood in groups (``profile_in_one_call =
-False``): a fixed-``mu`` profile is one evaluation of one network, and only the two
-free fits search. Limits keep the exact profiler's relative tolerance of 1e-7:
-at 1e-5 the root finding took 4 instead of 7 steps on average, but some observed
-limits stopped 0.8% (one 50%) short, where the observed curve has a kink.
+False``): a fixed-``mu`` profile is one evaluation of one network, and only the free
+fits ask for :math:`\hat\mu` (of which only the observed one searches). Limits
+keep the exact profiler's relative tolerance of 1e-7: at 1e-5 the root finding took
+4 instead of 7 steps on average, but some observed limits stopped 0.8% (one 50%)
+short, where the observed curve has a kink.
 
 The Asimov likelihood that the :math:`\tilde q_\mu` and :math:`q_\mu` asymptotics
 need (data at :math:`\mu = 0`) is the same surrogate's network for the matching

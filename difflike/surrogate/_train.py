@@ -12,11 +12,12 @@ r"""Training surrogates: Optax Adam, early stopping, ensembles, hyper-parameter 
    records (``meta["counting"]``; for older datasets they are computed from the
    workspace, read again and its SHA-256 checked) and the surrogate stores; with
    ``calibrate`` the baseline's variances are first scaled per signal bin to fit
-   the training labels (:func:`calibration_scales`). On ATLAS-SUSY-2018-04 that target's standard deviation is 40-60
-   times smaller than that of :math:`\Delta` itself. Inputs are standardised by
-   the training rows' mean and standard deviation per feature; each
-   expectation's target by its standard deviation (no shift: the surrogate
-   subtracts its value at :math:`s = 0`, see :mod:`difflike.surrogate._surrogate`).
+   the training labels (:func:`calibration_scales`). On ATLAS-SUSY-2018-04 that
+   target's standard deviation is 40-60 times smaller than that of :math:`\Delta`
+   itself. Inputs are standardised by the training rows' mean and standard
+   deviation per feature; each expectation's target by its standard deviation (no
+   shift: the surrogate subtracts its value at :math:`s = 0`, see
+   :mod:`difflike.surrogate._surrogate`).
 3. **Loss.** Weighted mean squared error of the standardised target (one network
    per expectation, or one multi-head network; expectations whose labels are
    identical, ``observed_asimov`` and ``aposteriori``, share a network with an
