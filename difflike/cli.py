@@ -782,9 +782,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--activation",
-        default="silu",
-        choices=("silu", "leaky_relu", "softplus", "tanh"),
-        help="hidden nonlinearity (default silu; see docs/surrogates.md)",
+        default="leaky_relu",
+        choices=("leaky_relu", "silu", "softplus", "tanh"),
+        help="hidden nonlinearity (default leaky_relu; see docs/surrogates.md)",
     )
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (1e-3)")
     p.add_argument("--batch-size", type=int, default=256, help="minibatch (256)")

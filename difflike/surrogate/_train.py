@@ -92,8 +92,10 @@ class TrainSettings:
         weight_decay: decoupled weight decay (AdamW); 0 is plain Adam.
         negative_slope: LeakyReLU's negative slope (with ``activation="leaky_relu"``).
         activation: hidden nonlinearity (:data:`~difflike.surrogate._network.ACTIVATIONS`).
-            SiLU by default: on smooth likelihoods it reaches several times
-            smaller errors than LeakyReLU for the same budget (docs/surrogates.md).
+            LeakyReLU by default: on ATLAS likelihoods with restarted labels it
+            represents the ridge where two minima of the profile cross, which
+            SiLU rounds off (docs/surrogates.md); SiLU is the better choice on
+            smooth likelihoods.
         band: :math:`-2\\Delta` up to which rows weigh fully in the loss.
         multihead: one network for all expectations (``True``) or one per
             expectation (``False``).
@@ -122,7 +124,7 @@ class TrainSettings:
     warmup_epochs: int = 5
     weight_decay: float = 0.0
     negative_slope: float = 0.01
-    activation: str = "silu"
+    activation: str = "leaky_relu"
     band: float = 10.0
     multihead: bool = False
     counting: bool = True
