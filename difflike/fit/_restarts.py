@@ -11,6 +11,15 @@ from the start by each of :data:`PROBE_STEPS` (clipped to its bounds) and
 it most give one start each (the start with that move). A fit from each, and the
 deepest converged minimum, is what :func:`difflike.fit` and :func:`difflike.profile`
 return with ``restarts``, and what the sampler's labels use far from the best fit.
+
+Probes move one parameter at a time. On ATLAS-SUSY-2019-08 some fits at fixed
+:math:`\mu = 1` have minima that differ in the signs of several jet energy scale
+parameters at once (up to 0.37 in :math:`-\ln L` apart): no single move reaches
+the deeper one, but the *mirror* of the first minimum does, every Gaussian-
+constrained parameter reflected through its constraint's centre (the auxiliary
+datum), :math:`\theta \to 2 a - \theta`, which leaves every constraint term as it
+was and flips the direction of each pull (:func:`mirrored`; ``mirror=True`` of
+:func:`difflike.fit` and of inference).
 """
 
 from __future__ import annotations
@@ -20,7 +29,7 @@ import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Array, Bool, Float
 
-__all__ = ["PROBE_STEPS", "probe_starts"]
+__all__ = ["PROBE_STEPS", "mirrored", "probe_starts"]
 
 #: the moves of one parameter a probe tries (in the parameter's units: one
 #: standard deviation of a Gaussian-constrained nuisance parameter)
@@ -67,3 +76,30 @@ def probe_starts(
     _, top = lax.top_k(-value, probes)
     starts = jnp.broadcast_to(x, (probes, n))
     return starts.at[jnp.arange(probes), top].set(where[top])
+
+
+def mirrored(
+    model,
+    data: Float[Array, " ndata"],
+    x: Float[Array, " n"],
+    lower: Float[Array, " n"],
+    upper: Float[Array, " n"],
+    free: Bool[Array, " n"],
+) -> Float[Array, " n"]:
+    """``x`` with every free Gaussian-constrained parameter reflected through its
+    constraint's centre (module doc), clipped to the bounds, ``(n,)``.
+
+    Args:
+        model: the (single-example) model whose constraint terms say which
+            parameters are Gaussian-constrained and where their auxiliary data are.
+        data: main bins then auxiliary data, ``(ndata,)``: the centres are the
+            auxiliary data (0 for observed data; the fitted values for Asimov data).
+        x: a minimum, ``(n,)``.
+        lower, upper: bounds, ``(n,)``.
+        free: which coordinates may move, ``(n,)``.
+    """
+    centre = data[model.config.nmaindata :]
+    which = model.aux_param
+    gauss = ~model.aux_poisson & model.aux_mask & free[which]
+    reflected = jnp.where(gauss, 2.0 * centre - x[which], x[which])
+    return jnp.clip(x.at[which].set(reflected), lower, upper)

@@ -276,3 +276,79 @@ def test_restarts_keep_the_deepest_minimum(example, sr_example):
         profile(model, data, 1.0, restarts=-1)
     with pytest.raises(InputError, match="exceeds"):
         profile(model, data, 1.0, restarts=10_000)
+
+
+def _two_well_model():
+    """One bin: a signal (mu) of 1 event over a background of 10 whose histosys
+    raises it in both directions (+6 up, +3 down), observed 20: at mu = 1 the data
+    ask for more events, and the constraint pulls back, on either side: minima at
+    alpha = +1.017 (-ln L 4.090) and alpha = -1.151 (4.952)."""
+    spec = {
+        "channels": [
+            {
+                "name": "SR",
+                "samples": [
+                    {
+                        "name": "signal",
+                        "data": [1.0],
+                        "modifiers": [
+                            {"name": "mu", "type": "normfactor", "data": None}
+                        ],
+                    },
+                    {
+                        "name": "background",
+                        "data": [10.0],
+                        "modifiers": [
+                            {
+                                "name": "alpha",
+                                "type": "histosys",
+                                "data": {"hi_data": [16.0], "lo_data": [13.0]},
+                            }
+                        ],
+                    },
+                ],
+            }
+        ],
+        "observations": [{"name": "SR", "data": [20.0]}],
+        "measurements": [{"name": "m", "config": {"poi": "mu", "parameters": []}}],
+        "version": "1.0.0",
+    }
+    return dl.load(spec)
+
+
+def test_mirror_start_reaches_the_deeper_well():
+    """From alpha = -3 a fit ends in the shallow well (alpha = -1.151); with
+    ``mirror`` it is also made from alpha = +1.151 (reflected through the
+    constraint's centre) and ends in the deeper well. In the deeper well mirror changes nothing; the mirrored
+    start reflects through the auxiliary datum (the centre), not through zero."""
+    from difflike.fit._restarts import mirrored
+
+    model, data = _two_well_model()
+    alpha = model.config.par_index("alpha")
+    shallow = np.asarray(model.config.init, float).copy()
+    shallow[alpha] = -3.0
+    stay = profile(model, data, 1.0, init=shallow)
+    deep = profile(model, data, 1.0, init=shallow, mirror=True)
+    assert bool(stay.converged) and bool(deep.converged)
+    assert float(stay.pars[alpha]) < -1.0 and float(deep.pars[alpha]) > 1.0
+    assert float(deep.nll) < float(stay.nll) - 0.8
+    assert int(deep.nit) > int(stay.nit)  # both starts counted
+    direct = profile(model, data, 1.0)  # from alpha = 0 Newton finds the deep one
+    np.testing.assert_allclose(
+        profile(model, data, 1.0, mirror=True).nll, direct.nll, rtol=0, atol=1e-12
+    )
+    # batched, and for global fits too
+    both = profile(model, data, jnp.array([1.0, 1.0]), init=shallow, mirror=True)
+    np.testing.assert_allclose(both.nll, [deep.nll] * 2, rtol=0, atol=1e-10)
+    assert float(fit(model, data, init=shallow, mirror=True).nll) <= float(deep.nll)
+    # the reflection's centre is the auxiliary datum
+    config = model.config
+    moved = np.asarray(data, float).copy()
+    moved[config.nmaindata] = 0.5
+    lower, upper = config.bounds[:, 0], config.bounds[:, 1]
+    free = ~config.fixed
+    x = jnp.asarray(shallow)
+    m = mirrored(model, jnp.asarray(moved), x, lower, upper, free)
+    assert float(m[alpha]) == pytest.approx(4.0)
+    poi = config.poi_index
+    assert float(m[poi]) == float(x[poi])  # an unconstrained parameter stays
