@@ -306,6 +306,12 @@ def _add_grid_args(p: argparse.ArgumentParser, surrogate: bool = False) -> None:
         help="signal yields per signal-region bin (with --signal-regions)",
     )
     p.add_argument("--measurement", help="measurement name (default: the first)")
+    p.add_argument(
+        "--mirror",
+        action="store_true",
+        help="also fit from each minimum mirrored (likelihoods with several "
+        "minima; about twice the time; see the README)",
+    )
     p.add_argument("--json", action="store_true", help="print results as JSON")
 
 
@@ -408,6 +414,10 @@ def _surrogate_inputs(args: argparse.Namespace):
         raise InputError("--surrogate replaces the workspace, patchset and regions")
     if args.yields is None:
         raise InputError("--surrogate needs the signal yields (--yields)")
+    if args.mirror:
+        raise InputError(
+            "--mirror is a setting of a workspace's fits, not of --surrogate"
+        )
     sur = load(args.surrogate)
     if hasattr(sur, "to_jax"):
         sur = sur.to_jax()
@@ -456,6 +466,7 @@ def cmd_cls(args: argparse.Namespace) -> int:
         signal,
         test_stat=args.test_stat,
         return_details=True,
+        mirror=args.mirror,
     )
     cls = np.atleast_1d(np.asarray(out.cls))
     exp = np.asarray(out.cls_exp).reshape(-1, 5)
@@ -506,6 +517,7 @@ def cmd_limit(args: argparse.Namespace) -> int:
             signal,
             cl=args.cl,
             return_details=True,
+            mirror=args.mirror,
         )
     obs = np.atleast_1d(np.asarray(out.mu_up))
     exp = np.asarray(out.mu_up_exp).reshape(-1, 5)
@@ -536,10 +548,16 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
         raise InputError("difflike fit takes one point (--point NAME)")
     if args.mu is None:
-        res = _timed("global fit", dl.fit, model, data, signal)
+        res = _timed("global fit", dl.fit, model, data, signal, mirror=args.mirror)
     else:
         res = _timed(
-            f"fit at mu = {args.mu:g}", dl.profile, model, data, args.mu, signal
+            f"fit at mu = {args.mu:g}",
+            dl.profile,
+            model,
+            data,
+            args.mu,
+            signal,
+            mirror=args.mirror,
         )
     pars = np.asarray(res.pars)
     config = model.config

@@ -149,6 +149,11 @@ def test_limit_and_fit_on_a_signal_region_model(capsys):
     model, data = dl.load(dl.example_workspace(), signal_regions=["SR_low", "SR_high"])
     want = dl.profile(model, data, 1.0, [4.0, 2.0, 2.5, 1.5])
     assert fit["nll"] == pytest.approx(float(want.nll), abs=1e-9)
+    # a unimodal likelihood: the mirrored start finds the same minimum
+    assert main(["fit", *sr, *yields, "--mu", "1", "--json", "--mirror"]) == 0
+    mirrored = json.loads(capsys.readouterr().out)
+    assert mirrored["converged"]
+    assert mirrored["nll"] == pytest.approx(float(want.nll), abs=1e-9)
 
 
 @pytest.mark.parametrize(

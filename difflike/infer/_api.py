@@ -40,8 +40,10 @@ def likelihood(
     *,
     tol: float = TOL,
     max_iter: int = MAX_ITER,
+    mirror: bool = False,
 ) -> ModelLikelihood:
-    """The :class:`Likelihood` of a compiled model and one data set (no batch axes)."""
+    """The :class:`Likelihood` of a compiled model and one data set (no batch axes);
+    ``tol``, ``max_iter``, ``mirror``: fit settings (see :func:`difflike.fit`)."""
     return ModelLikelihood(
         model=model,
         data=model._data(data, model.config.ndata, "data"),
@@ -49,6 +51,7 @@ def likelihood(
         init=model.config.init,
         tol=tol,
         max_iter=max_iter,
+        mirror=bool(mirror),
     )
 
 
@@ -59,25 +62,27 @@ def _inputs(model: Model, data, signal):
     return model._data(data, model.config.ndata, "data"), model._signal(signal)
 
 
-def _on_model(fn, signature: str, kernel: str = "fit"):
+def _on_model(fn, signature: str, kernel: str = "fit", mirror: bool = False):
     """Vectorise ``fn(lik, *args)`` over a model (its grid axis too), data, signal
-    and ``args``; the likelihood is built per example."""
+    and ``args``; the likelihood is built per example (its last two ``args`` are
+    the fits' ``tol`` and ``max_iter``)."""
 
     def one(model, data, signal, *args):
-        lik = ModelLikelihood(model, data, signal, model.config.init, *args[-2:])
+        init = model.config.init
+        lik = ModelLikelihood(model, data, signal, init, *args[-2:], mirror=mirror)
         return fn(lik, *args[:-2])
 
     chunk = default_chunk(kernel)
     return vectorize(one, signature, batch_ndim=model_batch_ndim, chunk=chunk)
 
 
-@partial(jax.jit, static_argnames=("test_stat",))
-def _hypotest_model(model, data, signal, mu, *, test_stat, tol, max_iter):
+@partial(jax.jit, static_argnames=("test_stat", "mirror"))
+def _hypotest_model(model, data, signal, mu, *, test_stat, tol, max_iter, mirror):
     def one(lik, mu):
         return tuple(hypotest_one(mu, lik, test_stat))
 
     sig = "(n),(s),(),(),()->(),(5),(),(),(5),(5),(),(),(),(),(),(),(),(),()"
-    out = _on_model(one, sig)(model, data, signal, mu, tol, max_iter)
+    out = _on_model(one, sig, mirror=mirror)(model, data, signal, mu, tol, max_iter)
     return HypotestDetails(*out)
 
 
@@ -100,6 +105,7 @@ def hypotest(
     return_details: bool = False,
     tol: float = TOL,
     max_iter: int = MAX_ITER,
+    mirror: bool = False,
 ) -> HypotestResult | HypotestDetails:
     """Asymptotic CLs of the hypotheses ``mu``, as ``pyhf.infer.hypotest`` computes it.
 
@@ -112,7 +118,10 @@ def hypotest(
             the discovery p-value :math:`p_0` and its expected band, as in pyhf).
         return_details: also return CLs+b, CLb, the test statistics, the fitted
             :math:`\\hat\\mu` and a convergence flag (:class:`HypotestDetails`).
-        tol, max_iter: fit settings (see :func:`difflike.fit`).
+        tol, max_iter, mirror: fit settings of a model's fits (see
+            :func:`difflike.fit`): ``mirror=True`` also fits from each minimum
+            mirrored, for likelihoods with minima that differ in the signs of
+            several pulls (:mod:`difflike.fit._restarts`), at about twice the cost.
 
     Returns:
         ``(cls, cls_exp)``: observed CLs ``(*batch,)`` and expected CLs at
@@ -124,20 +133,28 @@ def hypotest(
         data, signal = _inputs(model, data, signal)
         _check_batch(data, signal, mu, model.config.init, model=model)
         out = _hypotest_model(
-            model, data, signal, mu, test_stat=test_stat, tol=tol, max_iter=max_iter
+            model,
+            data,
+            signal,
+            mu,
+            test_stat=test_stat,
+            tol=tol,
+            max_iter=max_iter,
+            mirror=bool(mirror),
         )
     else:
         out = _hypotest_likelihood(model, mu, test_stat=test_stat)
     return out if return_details else HypotestResult(out.cls, out.cls_exp)
 
 
-@partial(jax.jit, static_argnames=("alpha", "test_stat", "rtol"))
-def _limit_model(model, data, signal, *, alpha, test_stat, tol, max_iter, rtol):
+@partial(jax.jit, static_argnames=("alpha", "test_stat", "rtol", "mirror"))
+def _limit_model(model, data, signal, *, alpha, test_stat, tol, max_iter, rtol, mirror):
     def one(lik):
         return tuple(upper_limit_one(lik, alpha, test_stat, rtol))
 
     sig = "(n),(s),(),()->(),(5),(6),(),(),()"
-    out = _on_model(one, sig, "limit")(model, data, signal, tol, max_iter)
+    run = _on_model(one, sig, "limit", mirror=mirror)
+    out = run(model, data, signal, tol, max_iter)
     return LimitDetails(*out)
 
 
@@ -152,6 +169,7 @@ def upper_limit(
     rtol: float = 1e-7,
     tol: float = TOL,
     max_iter: int = MAX_ITER,
+    mirror: bool = False,
 ) -> LimitResult | LimitDetails:
     """Observed and expected upper limits on ``mu`` at confidence level ``cl`` (CLs).
 
@@ -161,7 +179,8 @@ def upper_limit(
     :math:`1 - \\mathrm{cl}` at the POI's upper bound, the search doubles the bound
     (``details.widened``); where no root is found, ``details.converged`` says so.
     Limits are differentiable (``jax.grad``) with respect to ``signal``, ``data`` and
-    the model's arrays.
+    the model's arrays. ``tol``, ``max_iter`` and ``mirror`` are a model's fit
+    settings, as for :func:`hypotest`.
 
     Returns:
         ``(mu_up, mu_up_exp)``: ``(*batch,)`` and ``(*batch, 5)`` (ascending: the
@@ -184,18 +203,19 @@ def upper_limit(
             tol=tol,
             max_iter=max_iter,
             rtol=float(rtol),
+            mirror=bool(mirror),
         )
     else:
         out = LimitDetails(*upper_limit_one(model, alpha, test_stat, rtol))
     return out if return_details else LimitResult(out.mu_up, out.mu_up_exp)
 
 
-@jax.jit
-def _asimov_kernel(model, data, signal, mu, tol, max_iter):
+@partial(jax.jit, static_argnames=("mirror",))
+def _asimov_kernel(model, data, signal, mu, tol, max_iter, mirror=False):
     def one(lik, mu):
         return lik.asimov(mu).data
 
-    return _on_model(one, "(n),(s),(),(),()->(n)")(
+    return _on_model(one, "(n),(s),(),(),()->(n)", mirror=mirror)(
         model, data, signal, mu, tol, max_iter
     )
 
@@ -208,10 +228,12 @@ def asimov_data(
     *,
     tol: float = TOL,
     max_iter: int = MAX_ITER,
+    mirror: bool = False,
 ) -> Float[Array, "*batch ndata"]:
     """Asimov data as pyhf builds them: the expected main and auxiliary data at the
-    conditional fit to ``data`` at ``mu``, ``(*batch, ndata)``."""
+    conditional fit to ``data`` at ``mu``, ``(*batch, ndata)``; ``tol``,
+    ``max_iter``, ``mirror``: that fit's settings (see :func:`hypotest`)."""
     data, signal = _inputs(model, data, signal)
     mu = jnp.asarray(mu, dtype=jnp.float64)
     _check_batch(data, signal, mu, model.config.init, model=model)
-    return _asimov_kernel(model, data, signal, mu, tol, max_iter)
+    return _asimov_kernel(model, data, signal, mu, tol, max_iter, bool(mirror))

@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float
 
-from difflike._pytree import pytree_dataclass, replace
+from difflike._pytree import pytree_dataclass, replace, static
 from difflike.fit._api import MAX_ITER, TOL, _fit_one
 from difflike.histfactory import Model
 
@@ -175,7 +175,8 @@ class ModelLikelihood:
         data: main bins then auxiliary data, ``(ndata,)``.
         signal: signal yields of a signal-region model, ``(nsignal,)``.
         init: where fits start, ``(npars,)``.
-        tol, max_iter: fit settings (see :func:`difflike.fit.fit`).
+        tol, max_iter, mirror: fit settings (see :func:`difflike.fit.fit`);
+            ``mirror`` is static.
     """
 
     model: Model
@@ -184,6 +185,7 @@ class ModelLikelihood:
     init: Float[Array, " npars"]
     tol: Float[Array, ""] = TOL
     max_iter: Array = MAX_ITER
+    mirror: bool = static(default=False)
 
     def _fit(self, mu, fix_poi):
         return _fit_one(
@@ -195,6 +197,7 @@ class ModelLikelihood:
             fix_poi=fix_poi,
             tol=self.tol,
             max_iter=self.max_iter,
+            mirror=self.mirror,
         )
 
     def poi_bounds(self) -> tuple[Array, Array]:

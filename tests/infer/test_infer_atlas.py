@@ -25,20 +25,25 @@ pytestmark = pytest.mark.xdist_group("atlas-inference")
 REFS_PATH = FIXTURES / "inference_pyhf_refs.json.gz"
 ANALYSES = ("ATLAS-SUSY-2018-04", "ATLAS-SUSY-2019-08")
 
-#: Fits known to end in a local minimum above pyhf's. The fixed-mu = 1 likelihood of
-#: this 2019-08 point has several minima (JES nuisance parameters flip sign between
-#: them): from the suggested initial values difflike's Newton path ends at 122.36400,
-#: pyhf's SLSQP at 121.98990, and difflike started a small steepest-descent step away
-#: from the initial values at 121.98347, below both. Listed so that the test fails
-#: when a fix lands or another point joins; elsewhere difflike's minima are up to
-#: 1.3e-3 below pyhf's.
-KNOWN_LOCAL_MINIMA = {("C1N2_Wh_hbb_325_50", "nll_mu1")}
+#: The grids are tested with ``mirror=True``: the fixed-mu = 1 likelihoods of some
+#: 2019-08 points have several minima that differ in the signs of several jet
+#: energy scale pulls at once. From the suggested initial values difflike's Newton
+#: path ends in a shallower one at C1N2_Wh_hbb_325_50 (122.36400 against pyhf's
+#: 121.98990); the mirrored start reaches pyhf's minimum there and deeper ones than
+#: pyhf's at three other points (README, "Several minima").
 
 #: Points where pyhf's fit at mu = 1 ends in a local minimum above difflike's, so
 #: the observed CLs differ by the minimum, not by the method (checked: pyhf's stored
-#: minima through difflike's formulae give pyhf's CLs). C1N2_Wh_hbb_600_100:
-#: -ln L at mu = 1 is 3.9e-3 lower in difflike; CLs 0.009621 against pyhf's 0.009583.
-PYHF_LOCAL_MINIMA = {"C1N2_Wh_hbb_600_100"}
+#: minima through difflike's formulae give pyhf's CLs). -ln L at mu = 1 lower in
+#: difflike by 3.9e-3 at C1N2_Wh_hbb_600_100 (CLs 0.009621 against pyhf's
+#: 0.009583), by 6.3e-3 at C1N2_Wh_hbb_650_0 (CLs 0.017250 against 0.017137) and
+#: by 0.146 at C1N2_Wh_hbb_375_50 (CLs 7.22e-5 against 6.18e-5, partly through the
+#: Asimov fit below).
+PYHF_LOCAL_MINIMA = {"C1N2_Wh_hbb_375_50", "C1N2_Wh_hbb_600_100", "C1N2_Wh_hbb_650_0"}
+#: Likewise for the fit at mu = 1 to the Asimov data, so the expected band differs:
+#: C1N2_Wh_hbb_375_50, -ln L 117.13604 against pyhf's 117.31718 (expected CLs up to
+#: 21% higher, 4.93e-6 against 4.08e-6 at the median).
+PYHF_ASIMOV_LOCAL_MINIMA = {"C1N2_Wh_hbb_375_50"}
 
 
 def _refs() -> dict:
@@ -83,8 +88,8 @@ def grid(request, likelihoods) -> Grid:
         points=names,
         progress=False,
     )
-    details = hypotest(1.0, model, data, return_details=True)
-    return Grid(analysis, model, data, details, profile(model, data, 0.0))
+    details = hypotest(1.0, model, data, return_details=True, mirror=True)
+    return Grid(analysis, model, data, details, profile(model, data, 0.0, mirror=True))
 
 
 def test_fixture_covers_both_grids():
@@ -96,7 +101,7 @@ def test_cls_matches_pyhf_on_every_stored_point(grid):
     refs = _stored("hypotest", grid.analysis)
     out = grid.details
     assert out.cls.shape == (len(refs),)
-    deeper = set()
+    deeper, deeper_asimov = set(), set()
     for i, name in enumerate(grid.model.config.points):
         ref = refs[name]
         assert bool(out.converged[i]), name
@@ -105,13 +110,20 @@ def test_cls_matches_pyhf_on_every_stored_point(grid):
         q_a = 2.0 * (ref["nll_mu1_asimov"] - ref["nll_free_asimov"])
         lsb, lb, *_ = log_pvalues(max(q, 0.0), max(q_a, 0.0), "qtilde")
         assert_close(np.exp(lsb - lb), ref["cls_obs"], rel=1e-5, abs_=1e-8)
-        assert_close(out.cls_exp[i], ref["cls_exp"])
+        exp_tol = np.maximum(1e-3 * np.abs(ref["cls_exp"]), 1e-5)
+        if np.any(np.abs(np.asarray(out.cls_exp[i]) - ref["cls_exp"]) > exp_tol):
+            # allowed only where difflike's Asimov mu = 1 minimum is the deeper one
+            # (beyond the 1e-5 by which the two fitters' Asimov data differ)
+            assert float(out.nll_mu_asimov[i]) < ref["nll_mu1_asimov"] - 1e-3, name
+            deeper_asimov.add(name)
         theirs = ref["cls_obs"]
         if abs(float(out.cls[i]) - theirs) > max(1e-3 * abs(theirs), 1e-5):
             # allowed only where difflike's mu = 1 minimum is the deeper one
             assert float(out.q[i]) < q - 2e-6, name
             deeper.add(name)
-    assert deeper == PYHF_LOCAL_MINIMA & set(grid.model.config.points)
+    points = set(grid.model.config.points)
+    assert deeper == PYHF_LOCAL_MINIMA & points
+    assert deeper_asimov == PYHF_ASIMOV_LOCAL_MINIMA & points
 
 
 def test_minima_are_not_worse_than_pyhf(grid):
@@ -134,7 +146,7 @@ def test_minima_are_not_worse_than_pyhf(grid):
     ):
         excess = np.asarray(ours) - ref(key)
         worse |= {(names[i], key) for i in np.flatnonzero(excess > 1e-6)}
-    assert worse == {k for k in KNOWN_LOCAL_MINIMA if k[0] in names}
+    assert not worse, sorted(worse)
 
     # Asimov data are built from each fitter's own mu = 0 fit, so their minima
     # differ from pyhf's with the data (by ~1e-5 here), not with the minimiser.

@@ -554,3 +554,5 @@ def test_cli_train_export_cls_limit(tmp_path, capsys):
     ws = str(dl.example_workspace())
     assert main(["cls", ws, "--surrogate", str(out), "--yields", "1", "2"]) == 2
     assert "replaces the workspace" in capsys.readouterr().err
+    assert main(["cls", "--surrogate", str(out), "--yields", "1", "2", "--mirror"]) == 2
+    assert "--mirror" in capsys.readouterr().err
