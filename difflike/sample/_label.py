@@ -4,8 +4,8 @@ For each expectation the data set and its background-only fit are computed once
 (:func:`background_targets`); each label is then one fit at :math:`\mu = 1` with the
 sample's yields, started from that background-only fit. Where that label lies
 beyond :data:`RESTART_ABOVE`, or a yield is negative, the fit is repeated from
-other starts (:mod:`difflike.fit._restarts`) and the deepest minimum kept: there the
-profile can be multimodal. Expectations whose data
+other starts (:mod:`difflike.fit._restarts`: probes, and the mirror of the first
+minimum) and the deepest minimum kept: there the profile can be multimodal. Expectations whose data
 are identical (pyhf's Asimov data at :math:`\mu = 0` *are* the a-posteriori
 expectation, so ``"observed_asimov"`` equals ``"aposteriori"``) share their fits.
 """
@@ -19,8 +19,10 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float
 
+from difflike._pytree import replace
 from difflike._vectorize import default_chunk, vectorize
 from difflike.fit._api import MAX_ITER, TOL, _fit_kernel, check_solver
+from difflike.fit._restarts import mirrored
 from difflike.histfactory import Model
 from difflike.infer._delta import _check_expectation, _expectation_data_kernel
 from difflike.sample._target import Target, delta_at, nuisance_of
@@ -56,7 +58,9 @@ LABEL_SOLVER = "dense"
 #: of the observed labels (up to 1.9 in -ln L; 33% in the band), and on 256 rows
 #: with non-negative yields beyond -2 Delta = 10, none. On ATLAS-SUSY-2019-08
 #: strongly excluded non-negative vectors (-2 Delta of 60-120) ended 0.7-1.7 above
-#: pyhf's on 2 of 20. A restarted row costs about three times a plain label.
+#: pyhf's on 2 of 20; the restart pass's starts are the probes and the mirror of
+#: the first minimum (:func:`~difflike.fit._restarts.mirrored`; docs/sampling.md).
+#: A restarted row costs about four times a plain label.
 #: ``None`` or ``inf`` turns restarts off.
 RESTART_ABOVE = 20.0
 #: how many probe starts a restart tries besides the first
@@ -174,32 +178,47 @@ def counting_summary(
 
 
 @partial(jax.jit, static_argnames=("tol", "solver", "probes"))
-def _label_kernel(model, targets: Target, signal, *, tol, solver, probes=0):
-    """``(delta, nll, converged)``, each ``(n, ntargets)``: every sample against
-    every target's data, the fits started from ``targets.init``; with ``probes``,
-    from that many probe starts instead (:mod:`difflike.fit._restarts`; the fit
-    from ``targets.init`` is :func:`label`'s first pass), the deepest converged
-    minimum of those kept."""
+def _label_kernel(model, targets: Target, signal, first, *, tol, solver, probes=0):
+    """``(delta, nll, converged, pars)``, each ``(n, ntargets[, npars])``: every
+    sample against every target's data, the fits started from ``targets.init``.
+    With ``probes`` (a restart pass), from that many probe starts instead
+    (:mod:`difflike.fit._restarts`) and from the mirror of ``first``, the first
+    pass's minima ``(n, ntargets, npars)`` (:func:`~difflike.fit._restarts.mirrored`),
+    the deepest converged minimum of those kept; without, ``first`` is not used."""
+    lower, upper = model.config.bounds[..., 0], model.config.bounds[..., 1]
 
-    def one(model, data, init, nll0, s):
+    def one(model, data, init, nll0, s, first):
         target = Target(data=data, init=init, nll0=nll0, beta=jnp.ones(()))
-        delta, nll, status = delta_at(
+        kw = dict(tol=tol, solver=solver, return_pars=True)
+        if not probes:
+            return delta_at(model, target, s, max_iter=MAX_ITER, **kw)
+        out = delta_at(
             model,
             target,
             s,
-            tol=tol,
-            max_iter=RESTART_MAX_ITER if probes else MAX_ITER,
-            solver=solver,
+            max_iter=RESTART_MAX_ITER,
             restarts=probes,
-            probes_only=True,  # (without probes there is only the fit from init)
+            probes_only=True,  # the fit from targets.init is the first pass
+            **kw,
         )
-        return delta, nll, status <= 1
+        start = mirrored(model, data, first, lower, upper, ~model.config.fixed)
+        other = delta_at(
+            model, replace(target, init=start), s, max_iter=RESTART_MAX_ITER, **kw
+        )
+        deeper = (other[2] <= 1) & ((out[2] > 1) | (other[1] < out[1]))
+        return jax.tree.map(partial(jnp.where, deeper), other, out)
 
     run = vectorize(
-        one, "(n),(p),(),(s)->(),(),()", batch_ndim=lambda _: 0, chunk=default_chunk()
+        one,
+        "(n),(p),(),(s),(p)->(),(),(),(p)",
+        batch_ndim=lambda _: 0,
+        chunk=default_chunk(),
     )
     # (n, 1, nsignal) against (ntargets, ...): every sample with every data set
-    return run(model, targets.data, targets.init, targets.nll0, signal[:, None, :])
+    delta, nll, status, pars = run(
+        model, targets.data, targets.init, targets.nll0, signal[:, None, :], first
+    )
+    return delta, nll, status <= 1, pars
 
 
 def label(
@@ -234,14 +253,26 @@ def label(
     """
     check_solver(solver)
     signal = np.asarray(signal, np.float64)
-    delta, nll, ok = _label_rows(model, targets, signal, batch_size, tol, solver)
+    first = np.broadcast_to(
+        np.asarray(targets.init), (len(signal), *np.shape(targets.init))
+    )
+    delta, nll, ok, pars = _label_rows(
+        model, targets, signal, first, batch_size, tol, solver
+    )
     if restart_above is not None:
         far = np.flatnonzero(
             (-2.0 * delta > restart_above).any(axis=1) | (signal < 0).any(axis=1)
         )
         if len(far):
-            d2, v2, ok2 = _label_rows(
-                model, targets, signal[far], batch_size, tol, solver, RESTART_PROBES
+            d2, v2, ok2, _ = _label_rows(
+                model,
+                targets,
+                signal[far],
+                pars[far],
+                batch_size,
+                tol,
+                solver,
+                RESTART_PROBES,
             )
             # a converged fit replaces a failed one or a shallower minimum
             better = ok2 & (~ok[far] | (v2 < nll[far]))
@@ -253,21 +284,28 @@ def label(
     return delta[:, column], nll[:, column], ok[:, column]
 
 
-def _label_rows(model, targets, signal, batch_size, tol, solver, probes=0):
+def _label_rows(model, targets, signal, first, batch_size, tol, solver, probes=0):
     """:func:`_label_kernel` in padded batches of ``batch_size`` rows; numpy out,
-    each ``(n, ntargets)``."""
+    each ``(n, ntargets[, npars])``."""
     outs = []
     for start in range(0, len(signal), batch_size):
-        part = signal[start : start + batch_size]
+        rows = slice(start, start + batch_size)
+        part, part_first = signal[rows], first[rows]
         # pad to a power of two (at least 64 rows): the restarts' share of a
         # chunk varies, and every new shape would compile the kernel again
         pad = max(64, 1 << (len(part) - 1).bit_length()) - len(part)
         padded = np.concatenate([part, np.repeat(part[-1:], pad, axis=0)])
-        d, v, ok = (
-            np.asarray(x)
-            for x in _label_kernel(
-                model, targets, padded, tol=tol, solver=solver, probes=probes
-            )
+        padded_first = np.concatenate(
+            [part_first, np.repeat(part_first[-1:], pad, axis=0)]
         )
-        outs.append((d[: len(part)], v[: len(part)], ok[: len(part)]))
+        out = _label_kernel(
+            model,
+            targets,
+            padded,
+            padded_first,
+            tol=tol,
+            solver=solver,
+            probes=probes,
+        )
+        outs.append(tuple(np.asarray(x)[: len(part)] for x in out))
     return tuple(np.concatenate(x) for x in zip(*outs))

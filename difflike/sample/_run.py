@@ -43,6 +43,7 @@ from difflike.sample._label import (
     LABEL_SOLVER,
     LABEL_TOL,
     RESTART_ABOVE,
+    RESTART_PROBES,
     background_targets,
     counting_summary,
     label,
@@ -285,6 +286,9 @@ def _header(model, settings, seed, space, target_list, requested) -> dict[str, A
             "prior_df": PRIOR_DF,
         },
         "settings": settings.to_json(),
+        # how a restarted label's other starts are made: labels of other versions
+        # of the labeller are not mixed into one dataset
+        "label_restarts": {"probes": RESTART_PROBES, "mirror": True},
         "seed": int(seed),
         "requested": int(requested),
         "chunks": [],
@@ -302,6 +306,7 @@ _FIXED_KEYS = (
     "expectations",
     "targets",
     "settings",
+    "label_restarts",
     "seed",
 )
 

@@ -198,15 +198,17 @@ def delta_at(
     solver="dense",
     restarts=0,
     probes_only=False,
+    return_pars=False,
 ):
-    """``(delta, nll, status)`` of one yield vector against one target's data.
+    """``(delta, nll, status)`` of one yield vector against one target's data, and
+    the fitted parameters ``(npars,)`` after them with ``return_pars``.
 
     The fit at :math:`\\mu = 1` starts from the background-only fit (``target.init``),
     which is close to the optimum for the yields that matter. ``tol``, ``solver``
     and ``restarts`` are :func:`difflike.fit`'s; ``probes_only`` fits from the
     probe starts alone (:func:`difflike.fit._api._fit_one`).
     """
-    _, value, status, _ = _fit_one(
+    pars, value, status, _ = _fit_one(
         model,
         target.data,
         s,
@@ -219,6 +221,8 @@ def delta_at(
         restarts=restarts,
         probes_only=probes_only,
     )
+    if return_pars:
+        return target.nll0 - value, value, status, pars
     return target.nll0 - value, value, status
 
 
