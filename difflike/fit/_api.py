@@ -28,7 +28,7 @@ from difflike._vectorize import default_chunk, vectorize
 from difflike.errors import InputError, InvalidModelError, ShapeError
 from difflike.fit._implicit import optimal_point, optimal_value
 from difflike.fit._minimize import STATUS_MESSAGES, LowRankHessian, minimize
-from difflike.fit._restarts import mirrored, probe_starts
+from difflike.fit._restarts import deeper, mirrored, probe_starts
 from difflike.histfactory import Model
 from difflike.histfactory._model import model_batch_ndim
 
@@ -223,9 +223,9 @@ def _fit_one(
         res = run(x0)
     if mirror:
         other = run(mirrored(frozen[2], frozen[3], res.x, lower, upper, free))
-        deeper = (other.status <= 1) & ((res.status > 1) | (other.fun < res.fun))
+        keep = deeper(other.status, other.fun, res.status, res.fun)
         nit = res.nit + other.nit
-        res = jax.tree.map(partial(jnp.where, deeper), other, res)._replace(nit=nit)
+        res = jax.tree.map(partial(jnp.where, keep), other, res)._replace(nit=nit)
     x = optimal_point(nll, res.x, res.free, args)
     value = optimal_value(nll, res.x, args)
     pars = jnp.where(free, x, fixed_values)

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Array, Bool, Float
 
-__all__ = ["PROBE_STEPS", "mirrored", "probe_starts"]
+__all__ = ["PROBE_STEPS", "deeper", "mirrored", "probe_starts"]
 
 #: the moves of one parameter a probe tries (in the parameter's units: one
 #: standard deviation of a Gaussian-constrained nuisance parameter)
@@ -103,3 +103,12 @@ def mirrored(
     gauss = ~model.aux_poisson & model.aux_mask & free[which]
     reflected = jnp.where(gauss, 2.0 * centre - x[which], x[which])
     return jnp.clip(x.at[which].set(reflected), lower, upper)
+
+
+def deeper(status, fun, than_status, than_fun):
+    """Whether a minimum ``(status, fun)`` replaces ``(than_status, than_fun)``:
+    it converged (status 0 or 1) and the other did not, or it lies lower.
+
+    Elementwise over any common shape; pure :mod:`jax.numpy`, so traced or not.
+    """
+    return (status <= 1) & ((than_status > 1) | (fun < than_fun))

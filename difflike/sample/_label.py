@@ -22,7 +22,7 @@ from jaxtyping import Array, Bool, Float
 from difflike._pytree import replace
 from difflike._vectorize import default_chunk, vectorize
 from difflike.fit._api import MAX_ITER, TOL, _fit_kernel, check_solver
-from difflike.fit._restarts import mirrored
+from difflike.fit._restarts import deeper, mirrored
 from difflike.histfactory import Model
 from difflike.infer._delta import _check_expectation, _expectation_data_kernel
 from difflike.sample._target import Target, delta_at, nuisance_of
@@ -177,48 +177,66 @@ def counting_summary(
     }
 
 
-@partial(jax.jit, static_argnames=("tol", "solver", "probes"))
-def _label_kernel(model, targets: Target, signal, first, *, tol, solver, probes=0):
+@partial(jax.jit, static_argnames=("tol", "solver"))
+def _label_kernel(model, targets: Target, signal, *, tol, solver):
     """``(delta, nll, converged, pars)``, each ``(n, ntargets[, npars])``: every
-    sample against every target's data, the fits started from ``targets.init``.
-    With ``probes`` (a restart pass), from that many probe starts instead
-    (:mod:`difflike.fit._restarts`) and from the mirror of ``first``, the first
-    pass's minima ``(n, ntargets, npars)`` (:func:`~difflike.fit._restarts.mirrored`),
-    the deepest converged minimum of those kept; without, ``first`` is not used."""
-    lower, upper = model.config.bounds[..., 0], model.config.bounds[..., 1]
+    sample ``(n, nsignal)`` against every target's data, the fits started from
+    ``targets.init``. ``pars`` (the minima) are what a restart pass mirrors."""
 
-    def one(model, data, init, nll0, s, first):
+    def one(model, data, init, nll0, s):
         target = Target(data=data, init=init, nll0=nll0, beta=jnp.ones(()))
-        kw = dict(tol=tol, solver=solver, return_pars=True)
-        if not probes:
-            return delta_at(model, target, s, max_iter=MAX_ITER, **kw)
-        out = delta_at(
+        return delta_at(
             model,
             target,
             s,
-            max_iter=RESTART_MAX_ITER,
-            restarts=probes,
-            probes_only=True,  # the fit from targets.init is the first pass
-            **kw,
+            tol=tol,
+            solver=solver,
+            max_iter=MAX_ITER,
+            return_pars=True,
         )
-        start = mirrored(model, data, first, lower, upper, ~model.config.fixed)
-        other = delta_at(
-            model, replace(target, init=start), s, max_iter=RESTART_MAX_ITER, **kw
-        )
-        deeper = (other[2] <= 1) & ((out[2] > 1) | (other[1] < out[1]))
-        return jax.tree.map(partial(jnp.where, deeper), other, out)
 
     run = vectorize(
         one,
-        "(n),(p),(),(s),(p)->(),(),(),(p)",
+        "(n),(p),(),(s)->(),(),(),(p)",
         batch_ndim=lambda _: 0,
         chunk=default_chunk(),
     )
     # (n, 1, nsignal) against (ntargets, ...): every sample with every data set
     delta, nll, status, pars = run(
-        model, targets.data, targets.init, targets.nll0, signal[:, None, :], first
+        model, targets.data, targets.init, targets.nll0, signal[:, None, :]
     )
     return delta, nll, status <= 1, pars
+
+
+@partial(jax.jit, static_argnames=("tol", "solver", "probes"))
+def _restart_kernel(model, targets: Target, signal, first, *, tol, solver, probes):
+    """``(delta, nll, converged)``, each ``(n, ntargets)``: the fits of
+    :func:`_label_kernel` made again from ``probes`` probe starts
+    (:mod:`difflike.fit._restarts`) and from the mirror of ``first``, the first
+    pass's minima ``(n, ntargets, npars)`` (:func:`~difflike.fit._restarts.mirrored`),
+    the deepest converged minimum kept."""
+    lower, upper = model.config.bounds[..., 0], model.config.bounds[..., 1]
+
+    def one(model, data, init, nll0, s, first):
+        target = Target(data=data, init=init, nll0=nll0, beta=jnp.ones(()))
+        kw = dict(tol=tol, solver=solver, max_iter=RESTART_MAX_ITER)
+        # the fit from targets.init is the first pass: the probe starts alone
+        out = delta_at(model, target, s, restarts=probes, probes_only=True, **kw)
+        start = mirrored(model, data, first, lower, upper, ~model.config.fixed)
+        other = delta_at(model, replace(target, init=start), s, **kw)
+        keep = deeper(other[2], other[1], out[2], out[1])
+        return jax.tree.map(partial(jnp.where, keep), other, out)
+
+    run = vectorize(
+        one,
+        "(n),(p),(),(s),(p)->(),(),()",
+        batch_ndim=lambda _: 0,
+        chunk=default_chunk(),
+    )
+    delta, nll, status = run(
+        model, targets.data, targets.init, targets.nll0, signal[:, None, :], first
+    )
+    return delta, nll, status <= 1
 
 
 def label(
@@ -253,27 +271,25 @@ def label(
     """
     check_solver(solver)
     signal = np.asarray(signal, np.float64)
-    first = np.broadcast_to(
-        np.asarray(targets.init), (len(signal), *np.shape(targets.init))
-    )
     delta, nll, ok, pars = _label_rows(
-        model, targets, signal, first, batch_size, tol, solver
+        partial(_label_kernel, model, targets, tol=tol, solver=solver),
+        batch_size,
+        signal,
     )
     if restart_above is not None:
         far = np.flatnonzero(
             (-2.0 * delta > restart_above).any(axis=1) | (signal < 0).any(axis=1)
         )
         if len(far):
-            d2, v2, ok2, _ = _label_rows(
+            kernel = partial(
+                _restart_kernel,
                 model,
                 targets,
-                signal[far],
-                pars[far],
-                batch_size,
-                tol,
-                solver,
-                RESTART_PROBES,
+                tol=tol,
+                solver=solver,
+                probes=RESTART_PROBES,
             )
+            d2, v2, ok2 = _label_rows(kernel, batch_size, signal[far], pars[far])
             # a converged fit replaces a failed one or a shallower minimum
             better = ok2 & (~ok[far] | (v2 < nll[far]))
             delta[far] = np.where(better, d2, delta[far])
@@ -284,28 +300,25 @@ def label(
     return delta[:, column], nll[:, column], ok[:, column]
 
 
-def _label_rows(model, targets, signal, first, batch_size, tol, solver, probes=0):
-    """:func:`_label_kernel` in padded batches of ``batch_size`` rows; numpy out,
-    each ``(n, ntargets[, npars])``."""
+def _label_rows(kernel, batch_size, *rows):
+    """``kernel(*batch)`` over ``rows`` (arrays of ``n`` rows each) in padded
+    batches of ``batch_size``: its ``(delta, nll, converged)`` as numpy arrays,
+    each ``(n, ntargets)``, and any further outputs (the first pass's minima) as
+    device arrays, unpadded and concatenated.
+
+    Only the rows a restart pass takes of the minima ever leave the device."""
+    n = len(rows[0])
     outs = []
-    for start in range(0, len(signal), batch_size):
-        rows = slice(start, start + batch_size)
-        part, part_first = signal[rows], first[rows]
+    for start in range(0, n, batch_size):
+        part = [r[start : start + batch_size] for r in rows]
         # pad to a power of two (at least 64 rows): the restarts' share of a
         # chunk varies, and every new shape would compile the kernel again
-        pad = max(64, 1 << (len(part) - 1).bit_length()) - len(part)
-        padded = np.concatenate([part, np.repeat(part[-1:], pad, axis=0)])
-        padded_first = np.concatenate(
-            [part_first, np.repeat(part_first[-1:], pad, axis=0)]
-        )
-        out = _label_kernel(
-            model,
-            targets,
-            padded,
-            padded_first,
-            tol=tol,
-            solver=solver,
-            probes=probes,
-        )
-        outs.append(tuple(np.asarray(x)[: len(part)] for x in out))
-    return tuple(np.concatenate(x) for x in zip(*outs))
+        m = len(part[0])
+        pad = max(64, 1 << (m - 1).bit_length()) - m
+        padded = [jnp.concatenate([r, jnp.repeat(r[-1:], pad, axis=0)]) for r in part]
+        outs.append([x[:m] for x in kernel(*padded)])
+    host = tuple(np.concatenate([np.asarray(o[k]) for o in outs]) for k in range(3))
+    device = tuple(
+        jnp.concatenate([o[k] for o in outs]) for k in range(3, len(outs[0]))
+    )
+    return host + device
