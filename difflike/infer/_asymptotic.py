@@ -11,14 +11,18 @@ asymptotic distributions is :math:`t = \sqrt{q} - \sqrt{q_A}` (``q``, ``q0``), a
 :math:`n = 2, 1, 0, -1, -2` (pyhf's order: smallest CLs first). Ratios are taken in
 log space (``log_ndtr``), so tiny CLs values keep their precision and gradients.
 
-Upper limits solve :math:`\ln \mathrm{CL}_s(\mu) = \ln\alpha` for the observed and
-the five expected curves at once: a bracket from the POI's bounds (its upper end
-doubled, up to :data:`MAX_WIDEN` times, while a curve is still above
-:math:`\alpha` there, which the result reports), a first guess from the Asimov
-curve's asymptotic width, then Newton steps on the exact derivative (envelope
-theorem) safeguarded by bisection. The μ-independent fits (free fits, Asimov data)
-run once. Limits are differentiable with respect to everything the likelihood
-depends on (signal yields, data, model arrays) by the implicit function theorem.
+Upper limits solve :math:`\mathrm{CL}_s(\mu) = \alpha` for the observed and the
+five expected curves at once, each written as :math:`\sigma(u^* - u)` (see
+:func:`_curves`): nearly linear in :math:`\mu` in the asymptotic regime, so that
+Newton's steps on the exact derivative (envelope theorem) converge in three or
+four evaluations from a first one at :math:`\mu = 1`. The steps are safeguarded
+by bisection once a curve is bracketed; a curve still above :math:`\alpha` at the
+POI's upper bound has that end doubled, up to :data:`MAX_WIDEN` times, which the
+result reports. Each fit of a step starts where the previous step's fit of its
+curve ended (warm starts, for likelihoods that offer them) once the point moves
+little. The μ-independent fits (free fits, Asimov data) run once. Limits are
+differentiable with respect to everything the likelihood depends on (signal
+yields, data, model arrays) by the implicit function theorem.
 """
 
 from __future__ import annotations
@@ -34,7 +38,12 @@ from jax.scipy.special import log_ndtr, ndtri
 from jaxtyping import Array, Bool, Float, Int
 
 from difflike.errors import InputError
-from difflike.infer._likelihood import Likelihood, profiles_of_two
+from difflike.infer._likelihood import (
+    Likelihood,
+    profiles_of_two,
+    profiles_of_two_from,
+    warm_starts,
+)
 from difflike.infer._teststat import from_fits
 
 __all__ = [
@@ -217,109 +226,163 @@ def _prepare(lik: Likelihood, test_stat: str):
     return lik_a, muhats, nll_hats
 
 
-def _curves(mus, lik, prepared, test_stat, log_alpha):
-    """``ln CLs - ln alpha`` of the observed curve at ``mus[0]`` and the expected
-    curves at ``mus[1:]``, ``(6,)``; and, as auxiliary output, :math:`q_A` at
-    ``mus[0]``. The seven fits it needs (data at ``mus[0]``, Asimov data at
-    ``mus[0]`` and at ``mus[1:]``) are one vectorised call."""
+#: which likelihood each of a limit step's seven fits profiles: the data's at the
+#: observed curve's point, then the Asimov data's there and at the five expected
+#: curves' points
+_WHICH = np.asarray([0, 1, 1, 1, 1, 1, 1])
+
+
+def _initial_starts(lik, lik_a):
+    """Where a limit search's seven fits (:data:`_WHICH`) start at first: the
+    likelihoods' own starting points (warm starts), or a placeholder."""
+    if not warm_starts(lik):
+        return jnp.zeros((_WHICH.size, 0))
+    return jax.tree_util.tree_map(
+        lambda a, b: jnp.stack([jnp.asarray(a), jnp.asarray(b)])[_WHICH],
+        lik.start,
+        lik_a.start,
+    )
+
+
+def _curves(mus, lik, prepared, test_stat, log_alpha, starts):
+    r"""The six limit curves at ``mus`` (the observed one at ``mus[0]``, the
+    expected ones at ``mus[1:]``), ``(6,)``, each positive where CLs is above
+    ``alpha`` and zero at the limit; and, as auxiliary output, whether each of the
+    seven fits converged and where they ended, ``(7,)`` and ``starts``' shape. The
+    seven fits (data at ``mus[0]``, Asimov data at ``mus[0]`` and at ``mus[1:]``,
+    :data:`_WHICH`) are one vectorised call, each started from ``starts``.
+
+    A curve is :math:`\sigma\,(u^* - u)`, with :math:`u = t + \sqrt{q_A}` the
+    argument of :math:`\mathrm{CL}_{s+b} = \Phi(-u)`, :math:`u^* =
+    -\Phi^{-1}(\alpha\,\mathrm{CL}_b)` its value at the limit, and :math:`\sigma =
+    \mu/\sqrt{q_A}`. In the asymptotic (Wald) regime :math:`u = (\mu -
+    \hat\mu)/\sigma` and :math:`\mathrm{CL}_b` does not depend on :math:`\mu`, so
+    the curve is :math:`u^*\sigma - (\mu - \hat\mu)`: linear in :math:`\mu` where
+    :math:`\sigma` is constant or grows linearly with :math:`\mu` (the signal's own
+    statistical uncertainty), and Newton's method lands on the root in one step
+    there. Where :math:`\alpha\,\mathrm{CL}_b` is too small to invert, the curve
+    is :math:`\sigma\,(\ln \mathrm{CL}_s - \ln\alpha)` instead (same sign and
+    root)."""
     stat = from_fits(test_stat)
     lik_a, muhats, nll_hats = prepared
-    which = np.asarray([0, 1, 1, 1, 1, 1, 1])
     at = jnp.concatenate([mus[:1], mus])
-    _, nlls, _ = profiles_of_two(lik, lik_a, which, at, True)
-    q = stat(at, muhats[which], nlls, nll_hats[which])
-    lsb, lb, _, _, _ = log_pvalues(q[0], q[1], test_stat)
-    lsb_e, lb_e = _expected_log_pvalues(_safe_sqrt(q[2:]))
-    obs = _log_cls(lsb, lb, test_stat)
-    exp = _log_cls(lsb_e, lb_e, test_stat)
-    return jnp.concatenate([obs[None], exp]) - log_alpha, q[1]
+    _, nlls, ok, ends = profiles_of_two_from(lik, lik_a, _WHICH, at, True, starts)
+    q = stat(at, muhats[_WHICH], nlls, nll_hats[_WHICH])
+    lsb, lb, _, _, t = log_pvalues(q[0], q[1], test_stat)
+    sqa = _safe_sqrt(q[1:])  # at mus[0], then at mus[1:]
+    lsb_e, lb_e = _expected_log_pvalues(sqa[1:])
+    t = jnp.concatenate([t[None], jnp.asarray(NSIGMA)])
+    log_cls = jnp.concatenate(
+        [_log_cls(lsb, lb, test_stat)[None], _log_cls(lsb_e, lb_e, test_stat)]
+    )
+    # at the limit CLs+b = alpha CLb (CLs), or alpha (the p-value of q0)
+    log_target = log_alpha + (0.0 if test_stat == "q0" else log_ndtr(-t))
+    u_star = -ndtri(jnp.exp(log_target))
+    u = t + sqa
+    usable = jnp.isfinite(u_star)
+    curves = jnp.where(usable, jnp.where(usable, u_star, 0.0) - u, log_cls - log_alpha)
+    # times sigma = mu / sqrt(q_A): then linear in mu also where sigma grows
+    # linearly with mu, as it does with the signal's own statistical uncertainty
+    scale = jnp.where(sqa > 0, mus / jnp.where(sqa > 0, sqa, 1.0), 1.0)
+    return curves * scale, (ok, ends)
+
+
+#: the limit curve each of a step's seven fits belongs to (:data:`_WHICH`)
+_CURVE = np.asarray([0, 0, 1, 2, 3, 4, 5])
+#: a fit starts where the previous step's fit of its curve ended when the curve's
+#: point moved by at most this fraction (else from the likelihood's own start)
+_WARM_MOVE = 0.2
 
 
 class _Search(NamedTuple):
     mu: Array  # (6,) current points
-    lo: Array  # (6,) bracket
-    up: Array  # (6,)
+    lo: Array  # (6,) bracket: each curve is above alpha at lo
+    up: Array  # (6,) ... and below alpha at up, once up_ok
+    up_ok: Array  # (6,) whether up was evaluated (below alpha there)
     done: Array  # (6,)
-    widening: Array  # still doubling the upper end
-    hi: Array  # upper end of the search range
-    h_hi: Array  # (6,) curves at hi
-    nwiden: Array
+    failed: Array  # (6,) still above alpha at the widest upper end
+    nwiden: Array  # (6,) how often up was doubled
     it: Array
+    starts: Array  # where the next step's seven fits start (warm starts)
 
 
 def _solve_limits(lik, alpha, test_stat, rtol, max_iter):
     log_alpha = jnp.log(alpha)
     prepared = _prepare(lik, test_stat)
     lo_bound, hi_bound = lik.poi_bounds()
+    lo0 = jnp.asarray(lo_bound, jnp.float64)
     hi0 = jnp.asarray(hi_bound, jnp.float64)
-    n = jnp.asarray((0.0, *NSIGMA))
+    first = _initial_starts(lik, prepared[0])
 
-    def value_and_slope(mus):
+    def value_and_slope(mus, starts):
         def h(m):
-            return _curves(m, lik, prepared, test_stat, log_alpha)
+            return _curves(m, lik, prepared, test_stat, log_alpha, starts)
 
         return jax.jvp(h, (mus,), (jnp.ones_like(mus),), has_aux=True)
 
     def cond(s: _Search):
-        return s.widening | (~jnp.all(s.done) & (s.it < max_iter))
+        return ~jnp.all(s.done) & (s.it < max_iter)
 
     def body(s: _Search) -> _Search:
-        # one evaluation site (one compiled copy of the fits) for both phases
-        val, slope, q_a = value_and_slope(s.mu)
-
-        # phase 1: all six curves at hi; double hi while any is still above alpha
-        wider = jnp.any(val > 0) & (s.nwiden < MAX_WIDEN)
-        sigma = s.hi / jnp.sqrt(jnp.maximum(q_a, 1e-12))
-        # first guess: sigma * (-Phi^-1(alpha Phi(-n)) - n), sigma = hi / sqrt(qA(hi))
-        guess = sigma * (-ndtri(alpha * jnp.exp(log_ndtr(-n))) - n)
-        lo_w = jnp.where(val > 0, s.hi, s.lo)
-        span = s.hi - lo_w
-        start = jnp.clip(guess, lo_w + 1e-3 * span, s.hi - 1e-3 * span)
-        widen = _Search(
-            mu=jnp.where(wider, 2.0 * s.hi, start),
-            lo=lo_w,
-            up=jnp.full(6, jnp.where(wider, 2.0 * s.hi, s.hi)),
-            done=s.done,
-            widening=wider,
-            hi=jnp.where(wider, 2.0 * s.hi, s.hi),
-            h_hi=val,
-            nwiden=s.nwiden + wider,
-            it=s.it,
-        )
-
-        # phase 2: Newton on each curve, safeguarded by bisection
-        lo = jnp.where(val > 0, s.mu, s.lo)
-        up = jnp.where(val > 0, s.up, s.mu)
+        val, slope, (ok, ends) = value_and_slope(s.mu, s.starts)
+        above = val > 0
+        lo = jnp.where(above, s.mu, s.lo)
+        up = jnp.where(above, s.up, s.mu)
+        up_ok = s.up_ok | ~above
+        # still above alpha at an upper end not known to be below: double that end
+        at_top = above & ~up_ok & (s.mu >= s.up)
+        failed = s.failed | (at_top & (s.nwiden >= MAX_WIDEN))
+        widen = at_top & ~failed
+        up = jnp.where(widen, 2.0 * up, up)
+        # Newton on each curve, safeguarded by bisection of a known bracket, or by
+        # a try of the upper end where it is not known yet
         newton = s.mu - val / slope
         inside = jnp.isfinite(newton) & (newton > lo) & (newton < up) & (slope < 0)
-        new = jnp.where(inside, newton, 0.5 * (lo + up))
+        new = jnp.where(inside, newton, jnp.where(up_ok, 0.5 * (lo + up), up))
         step_small = jnp.abs(new - s.mu) <= rtol * jnp.abs(s.mu) + 1e-12
-        tight = (up - lo) <= rtol * jnp.abs(s.mu) + 1e-12
-        solve = s._replace(
-            mu=jnp.where(s.done, s.mu, new),
+        tight = up_ok & ((up - lo) <= rtol * jnp.abs(s.mu) + 1e-12)
+        done = s.done | step_small | tight | (val == 0) | failed
+        mu = jnp.where(s.done, s.mu, new)
+        # a fit starts where its curve's last one ended if that converged and the
+        # point moved little (a far start can end in another minimum)
+        near = jnp.abs(mu - s.mu) <= _WARM_MOVE * jnp.abs(s.mu)
+        warm = ok & near[_CURVE]
+        starts = jax.tree_util.tree_map(
+            lambda e, b: jnp.where(
+                warm.reshape(warm.shape + (1,) * (e.ndim - 1)), e, b
+            ),
+            ends,
+            first,
+        )
+        return _Search(
+            mu=mu,
             lo=lo,
             up=up,
-            done=s.done | step_small | tight | (val == 0),
+            up_ok=up_ok,
+            done=done,
+            failed=failed,
+            nwiden=s.nwiden + widen,
             it=s.it + 1,
-        )
-        return jax.tree_util.tree_map(
-            lambda a, b: jnp.where(s.widening, a, b), widen, solve
+            starts=starts,
         )
 
+    # the first step evaluates every curve at mu = 1 (the signal's own strength),
+    # within the POI's bounds; Newton's steps go on from there
+    pilot = jnp.clip(1.0, lo0 + 1e-3 * (hi0 - lo0), hi0)
     start = _Search(
-        mu=jnp.full(6, hi0),
-        lo=jnp.full(6, lo_bound, jnp.float64),
+        mu=jnp.full(6, pilot),
+        lo=jnp.full(6, lo0),
         up=jnp.full(6, hi0),
+        up_ok=jnp.zeros(6, bool),
         done=jnp.zeros(6, bool),
-        widening=jnp.asarray(True),
-        hi=hi0,
-        h_hi=jnp.zeros(6),
-        nwiden=jnp.asarray(0),
+        failed=jnp.zeros(6, bool),
+        nwiden=jnp.zeros(6, int),
         it=jnp.asarray(0),
+        starts=first,
     )
     s = lax.while_loop(cond, body, start)
-    converged = s.done & (s.h_hi <= 0)
-    return s.mu, converged, s.nwiden > 0, s.hi, s.it
+    converged = s.done & ~s.failed
+    return s.mu, converged, jnp.any(s.nwiden > 0), jnp.max(s.up), s.it, s.starts
 
 
 def _zero_tangent(tangent):
@@ -342,19 +405,24 @@ def _limits_jvp(alpha, test_stat, rtol, max_iter, primals, tangents):
 
     def h(mus, lik):
         prepared = _prepare(lik, test_stat)
-        return _curves(mus, lik, prepared, test_stat, jnp.log(alpha))[0]
+        # the fits start where the search's last ones did, so that the derivative
+        # is taken at the minima the limits were found at
+        starts = lax.stop_gradient(out[-1])
+        return _curves(mus, lik, prepared, test_stat, jnp.log(alpha), starts)[0]
 
     # one evaluation of the curves (their fits) serves both derivatives
     _, linear = jax.linearize(h, mu, lik)
     slope = linear(jnp.ones_like(mu), _zero_tangent(t_lik))
     moved = linear(jnp.zeros_like(mu), t_lik)
     d_mu = -moved / slope
-    zeros = [
-        np.zeros(np.shape(x), jax.dtypes.float0)
-        if not jnp.issubdtype(jnp.result_type(x), jnp.floating)
-        else jnp.zeros_like(x)
-        for x in out[1:]
-    ]
+    zeros = jax.tree_util.tree_map(
+        lambda x: (
+            np.zeros(np.shape(x), jax.dtypes.float0)
+            if not jnp.issubdtype(jnp.result_type(x), jnp.floating)
+            else jnp.zeros_like(x)
+        ),
+        out[1:],
+    )
     return out, (d_mu, *zeros)
 
 
@@ -366,7 +434,9 @@ def upper_limit_one(
     max_iter: int = 50,
 ) -> LimitDetails:
     """Observed and expected upper limits of one likelihood (see the module doc)."""
-    mu, converged, widened, upper, nit = _limits(lik, alpha, test_stat, rtol, max_iter)
+    mu, converged, widened, upper, nit, _ = _limits(
+        lik, alpha, test_stat, rtol, max_iter
+    )
     return LimitDetails(
         mu_up=mu[0],
         mu_up_exp=mu[1:],

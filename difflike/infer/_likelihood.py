@@ -18,6 +18,13 @@ data set (batches are mapped over with :func:`jax.vmap`):
 A compiled model with its data provides these by fitting (:class:`ModelLikelihood`);
 a surrogate by evaluating its networks. All three must be traceable (jit, vmap, grad).
 
+A likelihood that profiles by iterating from a starting point may also offer warm
+starts, for searches that profile the same likelihood at nearby ``mu`` again and
+again (an upper limit's root finding): a ``start`` attribute (a pytree: where its
+fits start) and ``profile_from(mu, fixed, start)``, returning ``(poi, nll, ok,
+end)`` with ``end`` where the fit ended (a pytree like ``start``).
+:func:`profiles_of_two_from` uses them where present and plain ``profile`` otherwise.
+
 How several profiles are batched is the likelihood's choice, through an optional
 class attribute ``profile_in_one_call`` (true when absent). A fit costs about the
 same whatever ``fixed`` says and whichever data it fits, so a model's profiles of
@@ -49,6 +56,8 @@ __all__ = [
     "free_and_fixed",
     "profiles",
     "profiles_of_two",
+    "profiles_of_two_from",
+    "warm_starts",
 ]
 
 
@@ -166,6 +175,37 @@ def profiles_of_two(
     return jax.vmap(one, in_axes=(0, 0, *axes))(mu, fixed, *picked)
 
 
+def warm_starts(lik: Likelihood) -> bool:
+    """Whether ``lik`` offers warm starts (``start`` and ``profile_from``, module
+    doc) through the vectorised path of :func:`profiles_of_two_from`."""
+    return _in_one_call(lik) and hasattr(lik, "profile_from") and hasattr(lik, "start")
+
+
+def profiles_of_two_from(
+    lik: Likelihood,
+    lik_other: Likelihood,
+    which: ArrayLike,
+    mu: Float[ArrayLike, " k"],
+    fixed: Bool[ArrayLike, " k"] | bool,
+    starts,
+):
+    """:func:`profiles_of_two` from the starting points ``starts`` (one per entry:
+    a pytree like ``lik.start`` with a leading axis ``k``), also returning where
+    each fit ended, ``(poi, nll, ok, ends)``. For a likelihood without warm starts
+    (:func:`warm_starts`) ``starts`` is ignored and returned as ``ends``."""
+    if not warm_starts(lik):
+        return (*profiles_of_two(lik, lik_other, which, mu, fixed), starts)
+    which = jnp.asarray(which)
+    mu = jnp.broadcast_to(jnp.asarray(mu, jnp.float64), which.shape)
+    fixed = jnp.broadcast_to(jnp.asarray(fixed, bool), which.shape)
+    treedef, picked, axes = _pick(lik, lik_other, which)
+
+    def one(m, f, start, *leaves):
+        return jax.tree_util.tree_unflatten(treedef, leaves).profile_from(m, f, start)
+
+    return jax.vmap(one, in_axes=(0, 0, 0, *axes))(mu, fixed, starts, *picked)
+
+
 @pytree_dataclass
 class ModelLikelihood:
     """A compiled model with one data set (and signal yields), profiled by fitting.
@@ -187,13 +227,13 @@ class ModelLikelihood:
     max_iter: Array = MAX_ITER
     mirror: bool = static(default=False)
 
-    def _fit(self, mu, fix_poi):
+    def _fit(self, mu, fix_poi, init=None):
         return _fit_one(
             self.model,
             self.data,
             self.signal,
             jnp.asarray(mu, jnp.float64),
-            self.init,
+            self.init if init is None else init,
             fix_poi=fix_poi,
             tol=self.tol,
             max_iter=self.max_iter,
@@ -209,6 +249,20 @@ class ModelLikelihood:
         global fit."""
         pars, value, status, _ = self._fit(mu, jnp.asarray(fixed, bool))
         return pars[self.model.config.poi_index], value, status <= 1
+
+    @property
+    def start(self) -> Float[Array, " npars"]:
+        """Where fits start (warm starts, module doc), ``(npars,)``."""
+        return self.init
+
+    def profile_from(
+        self, mu: Array, fixed: Array, start: Float[Array, " npars"]
+    ) -> tuple[Array, Array, Array, Float[Array, " npars"]]:
+        """:meth:`profile` started from ``start`` instead of ``init`` (fixed
+        parameters keep ``start``'s values); also returns the fitted parameters,
+        ``(npars,)``."""
+        pars, value, status, _ = self._fit(mu, jnp.asarray(fixed, bool), start)
+        return pars[self.model.config.poi_index], value, status <= 1, pars
 
     def fit(self) -> tuple[Array, Array]:
         """``(muhat, nll)`` of the global fit (a shortcut for ``profile``)."""

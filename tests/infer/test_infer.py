@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import difflike as dl
+from difflike._pytree import pytree_dataclass
 from difflike.errors import InputError
 from difflike.fit import profile
 from difflike.infer import (
@@ -21,6 +22,7 @@ from difflike.infer import (
     tmu,
     upper_limit,
 )
+from difflike.infer._likelihood import ModelLikelihood, warm_starts
 from difflike.infer._teststat import from_fits
 from tests.conftest import FIXTURES, assert_close, pyhf_example_point
 
@@ -170,6 +172,54 @@ def test_limit_search_widens_beyond_the_poi_bound(limit_point):
     out = upper_limit(narrow, data, return_details=True)
     assert bool(out.widened) and out.converged.all()
     assert float(out.mu_up_exp[-1]) > 1.0
+
+
+def test_limits_far_from_the_first_point():
+    # mu only scales the signal, so the expected limits of c * s are those of s
+    # over c, exactly: c = 0.01 puts them beyond the POI's bound of 10 (the
+    # bracket is widened), c = 300 three orders of magnitude below the search's
+    # first point (the observed ones too, except where muhat meets its bound)
+    model, data = dl.load(dl.example_workspace(), signal_regions=["SR_low", "SR_high"])
+    s = jnp.linspace(2.0, 5.0, model.config.nsignal)
+    c = np.array([1.0, 0.01, 300.0])
+    out = upper_limit(model, data, s * c[:, None], return_details=True)
+    assert out.converged.all()
+    assert np.asarray(out.widened).tolist() == [False, True, False]
+    exp = np.asarray(out.mu_up_exp) * c[:, None]
+    np.testing.assert_allclose(exp[1:], np.broadcast_to(exp[0], (2, 5)), rtol=1e-6)
+    assert float(out.mu_up[2]) * 300 == pytest.approx(float(out.mu_up[0]), rel=1e-6)
+    # each limit solves its own CLs = 0.05
+    cls, _ = hypotest(out.mu_up, model, data, s * c[:, None])
+    np.testing.assert_allclose(cls, 0.05, rtol=1e-6)
+    _, cls_exp = hypotest(out.mu_up_exp[0], model, data, s)
+    np.testing.assert_allclose(np.diag(np.asarray(cls_exp)), 0.05, rtol=1e-6)
+
+
+@pytree_dataclass
+class _NoWarmStarts:
+    """A likelihood with the protocol's three methods only (no warm starts)."""
+
+    inner: ModelLikelihood
+
+    def poi_bounds(self):
+        return self.inner.poi_bounds()
+
+    def profile(self, mu, fixed):
+        return self.inner.profile(mu, fixed)
+
+    def asimov(self, mu):
+        return _NoWarmStarts(self.inner.asimov(mu))
+
+
+def test_limits_of_a_likelihood_without_warm_starts(limit_point):
+    model, data = limit_point
+    lik = likelihood(model, data)
+    assert warm_starts(lik) and not warm_starts(_NoWarmStarts(lik))
+    cold = upper_limit(_NoWarmStarts(lik), return_details=True)
+    warm = upper_limit(model, data, return_details=True)
+    assert cold.converged.all() and warm.converged.all()
+    assert_close(cold.mu_up, warm.mu_up, rel=1e-6)
+    assert_close(cold.mu_up_exp, warm.mu_up_exp, rel=1e-6)
 
 
 def _directional_fd(f, x, v, eps):
