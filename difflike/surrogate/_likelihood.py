@@ -32,9 +32,9 @@ and to the Asimov data, only the observed one searches.
 Inference profiles a surrogate likelihood in groups (``profile_in_one_call =
 False``): a fixed-``mu`` profile is one evaluation of one network, and only the free
 fits ask for :math:`\hat\mu` (of which only the observed one searches). Limits
-keep the exact profiler's relative tolerance of 1e-7: at 1e-5 the root finding took
-4 instead of 7 steps on average, but some observed limits stopped 0.8% (one 50%)
-short, where the observed curve has a kink.
+keep a relative tolerance of 1e-7 (a compiled model's smooth curves stop at 1e-5):
+with an earlier root finding, 1e-5 took 4 instead of 7 steps on average, but some
+observed limits stopped 0.8% (one 50%) short, where the observed curve has a kink.
 
 The Asimov likelihood that the :math:`\tilde q_\mu` and :math:`q_\mu` asymptotics
 need (data at :math:`\mu = 0`) is the same surrogate's network for the matching
