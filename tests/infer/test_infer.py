@@ -188,11 +188,13 @@ def test_limits_far_from_the_first_point():
     exp = np.asarray(out.mu_up_exp) * c[:, None]
     np.testing.assert_allclose(exp[1:], np.broadcast_to(exp[0], (2, 5)), rtol=1e-6)
     assert float(out.mu_up[2]) * 300 == pytest.approx(float(out.mu_up[0]), rel=1e-6)
-    # each limit solves its own CLs = 0.05
-    cls, _ = hypotest(out.mu_up, model, data, s * c[:, None])
-    np.testing.assert_allclose(cls, 0.05, rtol=1e-6)
-    _, cls_exp = hypotest(out.mu_up_exp[0], model, data, s)
-    np.testing.assert_allclose(np.diag(np.asarray(cls_exp)), 0.05, rtol=1e-6)
+    # each limit solves its own CLs = 0.05 (one call for the observed limits and
+    # the first signal's expected ones)
+    mu = jnp.concatenate([out.mu_up, out.mu_up_exp[0]])
+    signal = jnp.concatenate([s * c[:, None], jnp.broadcast_to(s, (5, s.size))])
+    cls, cls_exp = hypotest(mu, model, data, signal)
+    np.testing.assert_allclose(cls[:3], 0.05, rtol=1e-6)
+    np.testing.assert_allclose(np.diag(np.asarray(cls_exp[3:])), 0.05, rtol=1e-6)
 
 
 @pytree_dataclass
