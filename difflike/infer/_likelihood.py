@@ -164,15 +164,30 @@ def profiles_of_two(
         fixed = np.broadcast_to(_concrete(fixed, bool), which.shape)
         mu = jnp.broadcast_to(jnp.asarray(mu, jnp.float64), which.shape)
         return _grouped((lik, lik_other), which, mu, fixed)
+    return _mapped_of_two(lik, lik_other, which, mu, fixed, _profile)
+
+
+def _profile(lik, mu, fixed):
+    return lik.profile(mu, fixed)
+
+
+def _profile_from(lik, mu, fixed, start):
+    return lik.profile_from(mu, fixed, start)
+
+
+def _mapped_of_two(lik, lik_other, which, mu, fixed, call, *per_entry):
+    """``call(lik_i, mu[i], fixed[i], *per_entry_i)`` with ``lik_i`` ``lik`` or
+    ``lik_other`` as ``which[i]`` says, vectorised over ``i`` (leaves of
+    ``per_entry`` with a leading axis ``k``)."""
     which = jnp.asarray(which)
     mu = jnp.broadcast_to(jnp.asarray(mu, jnp.float64), which.shape)
     fixed = jnp.broadcast_to(jnp.asarray(fixed, bool), which.shape)
     treedef, picked, axes = _pick(lik, lik_other, which)
 
-    def one(m, f, *leaves):
-        return jax.tree_util.tree_unflatten(treedef, leaves).profile(m, f)
+    def one(m, f, extra, *leaves):
+        return call(jax.tree_util.tree_unflatten(treedef, leaves), m, f, *extra)
 
-    return jax.vmap(one, in_axes=(0, 0, *axes))(mu, fixed, *picked)
+    return jax.vmap(one, in_axes=(0, 0, 0, *axes))(mu, fixed, per_entry, *picked)
 
 
 def warm_starts(lik: Likelihood) -> bool:
@@ -195,15 +210,7 @@ def profiles_of_two_from(
     (:func:`warm_starts`) ``starts`` is ignored and returned as ``ends``."""
     if not warm_starts(lik):
         return (*profiles_of_two(lik, lik_other, which, mu, fixed), starts)
-    which = jnp.asarray(which)
-    mu = jnp.broadcast_to(jnp.asarray(mu, jnp.float64), which.shape)
-    fixed = jnp.broadcast_to(jnp.asarray(fixed, bool), which.shape)
-    treedef, picked, axes = _pick(lik, lik_other, which)
-
-    def one(m, f, start, *leaves):
-        return jax.tree_util.tree_unflatten(treedef, leaves).profile_from(m, f, start)
-
-    return jax.vmap(one, in_axes=(0, 0, 0, *axes))(mu, fixed, starts, *picked)
+    return _mapped_of_two(lik, lik_other, which, mu, fixed, _profile_from, starts)
 
 
 @pytree_dataclass
