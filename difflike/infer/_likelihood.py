@@ -234,13 +234,13 @@ class ModelLikelihood:
     max_iter: Array = MAX_ITER
     mirror: bool = static(default=False)
 
-    def _fit(self, mu, fix_poi, init=None):
+    def _fit(self, mu, fix_poi, init):
         return _fit_one(
             self.model,
             self.data,
             self.signal,
             jnp.asarray(mu, jnp.float64),
-            self.init if init is None else init,
+            init,
             fix_poi=fix_poi,
             tol=self.tol,
             max_iter=self.max_iter,
@@ -254,8 +254,7 @@ class ModelLikelihood:
     def profile(self, mu: Array, fixed: Array) -> tuple[Array, Array, Array]:
         """``(poi, nll, converged)``: fit at fixed ``mu`` where ``fixed``, else the
         global fit."""
-        pars, value, status, _ = self._fit(mu, jnp.asarray(fixed, bool))
-        return pars[self.model.config.poi_index], value, status <= 1
+        return self.profile_from(mu, fixed, self.init)[:3]
 
     @property
     def start(self) -> Float[Array, " npars"]:
@@ -281,6 +280,6 @@ class ModelLikelihood:
 
     def asimov(self, mu: float | Array) -> ModelLikelihood:
         """The likelihood of Asimov data built as pyhf builds them at ``mu``."""
-        pars = self._fit(mu, True)[0]
+        pars = self._fit(mu, True, self.init)[0]
         data = self.model._expected(pars, self.signal)
         return replace(self, data=data, init=pars)

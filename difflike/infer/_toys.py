@@ -131,7 +131,8 @@ def _toys_kernel(
     # the generating points: conditional fits to the observed data at mu, and at
     # the background-only hypothesis (mu = 1 for q0's alternative, as in pyhf)
     at = jnp.stack([mu, jnp.asarray(1.0 if test_stat == "q0" else 0.0)])
-    pars, _, status, _ = jax.vmap(lambda m: likelihood(data)._fit(m, True))(at)
+    lik = likelihood(data)
+    _, _, fits_ok, pars = jax.vmap(lambda m: lik.profile_from(m, True, lik.start))(at)
     k_sb, k_b = jax.random.split(key)
     toys = jnp.concatenate(
         [
@@ -143,7 +144,7 @@ def _toys_kernel(
     # in chunks: a vectorised fit iterates until its slowest member converges, so
     # one hard toy would otherwise hold every toy to its iteration count
     q_toys, ok_toys = jax.lax.map(statistic, toys, batch_size=chunk)
-    return q_obs, q_toys[:ntoys], q_toys[ntoys:], ok_obs & jnp.all(status <= 1), ok_toys
+    return q_obs, q_toys[:ntoys], q_toys[ntoys:], ok_obs & jnp.all(fits_ok), ok_toys
 
 
 def hypotest_toys(
