@@ -43,6 +43,39 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     jax.config.update("jax_disable_most_optimizations", cheap)
 
 
+def _mapped_regions() -> int:
+    """Memory mappings of this process (0 where ``/proc`` is not there)."""
+    try:
+        with open("/proc/self/maps", "rb") as f:
+            return sum(1 for _ in f)
+    except OSError:
+        return 0
+
+
+def _map_limit() -> int:
+    try:
+        return int(Path("/proc/sys/vm/max_map_count").read_text())
+    except (OSError, ValueError):
+        return 65530
+
+
+# Every program XLA compiles for the CPU keeps a few memory mappings (about six)
+# for as long as jax caches it. A test worker that runs a few hundred tests over
+# differently shaped models compiles thousands of programs; past the kernel's
+# vm.max_map_count (65,530 by default) the next mmap fails and the compiler
+# crashes with a segmentation fault (seen in CI after ~255 tests in one worker).
+# Dropping jax's in-memory caches releases them; the programs a later test needs
+# again come back from the on-disk cache.
+_MAX_MAPPED = _map_limit() // 2
+
+
+@pytest.fixture(autouse=True)
+def _bounded_compiled_programs():
+    yield
+    if _mapped_regions() > _MAX_MAPPED:
+        jax.clear_caches()
+
+
 def likelihoods_available() -> bool:
     return (LIKELIHOODS / "ATLAS-SUSY-2018-04" / "BkgOnly.json").is_file()
 
