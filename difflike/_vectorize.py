@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-__all__ = ["default_chunk", "vectorize"]
+__all__ = ["default_chunk", "memory_chunk", "vectorize"]
 
 #: examples per group, by platform and kernel (absent: one vmap). Measured on 2
 #: CPU cores: fits and hypothesis tests of the published grids run as fast or
@@ -44,11 +44,39 @@ __all__ = ["default_chunk", "vectorize"]
 CHUNKS = {("cpu", "fit"): 4, ("cpu", "limit"): 1, ("cpu", "evaluate"): 64}
 
 
-def default_chunk(kernel: str = "fit") -> int | None:
+#: bytes a fit holds at once per squared parameter count (its Hessian, factor and
+#: their batched temporaries, float64), with a margin: 65,536 fits of a
+#: 218-parameter model asked an H200 for 140 GiB, 48 bytes per npars².
+FIT_BYTES_PER_PAR2 = 64
+#: the share of an accelerator's memory one vectorised group of fits may take.
+ACCELERATOR_SHARE = 0.25
+
+
+def memory_chunk(npars: int, starts: int, bytes_limit: int | None) -> int | None:
+    """Fits per group such that a group takes at most :data:`ACCELERATOR_SHARE` of
+    ``bytes_limit`` (None: no limit known, one batch); ``starts`` fits per example
+    run at once (probe restarts)."""
+    if not bytes_limit:
+        return None
+    per_fit = FIT_BYTES_PER_PAR2 * npars**2 * max(1, starts)
+    return max(1, int(bytes_limit * ACCELERATOR_SHARE) // per_fit)
+
+
+def default_chunk(
+    kernel: str = "fit", *, npars: int | None = None, starts: int = 1
+) -> int | None:
     """The group size :func:`vectorize` uses for a ``kernel`` (``"fit"``,
     ``"limit"`` or ``"evaluate"``) by default: :data:`CHUNKS` for the default
-    backend (None on accelerators: one batch)."""
-    return CHUNKS.get((jax.default_backend(), kernel))
+    backend. On accelerators a batch runs as one, except that fits of a model of
+    ``npars`` parameters run in groups sized to the device's memory
+    (:func:`memory_chunk`; without it 65,536 fits of 218 parameters ask an H200 for
+    more than it has)."""
+    backend = jax.default_backend()
+    chunk = CHUNKS.get((backend, kernel))
+    if chunk is None and backend != "cpu" and kernel == "fit" and npars:
+        stats = jax.devices()[0].memory_stats() or {}
+        chunk = memory_chunk(npars, starts, stats.get("bytes_limit"))
+    return chunk
 
 
 def _core_ndims(inputs: str) -> list[int]:
@@ -90,8 +118,11 @@ def vectorize(
                 a.shape[: a.ndim - c] for a, c in zip(args, cores)
             ]
             shape = np.broadcast_shapes(*shapes)
-            if math.prod(shape) > chunk:
-                return _chunked(fn, treedef, leaves, nb, args, cores, shape, chunk)
+            size = math.prod(shape)
+            if size > chunk:
+                # as many groups as ``chunk`` needs, evened out: the least padding
+                even = -(-size // -(-size // chunk))
+                return _chunked(fn, treedef, leaves, nb, args, cores, shape, even)
         tree_cores = ",".join(
             "(" + ",".join(f"t{i}_{j}" for j in range(leaf.ndim - nb)) + ")"
             for i, leaf in enumerate(leaves)
@@ -108,8 +139,8 @@ def vectorize(
 
 
 def _chunked(fn, treedef, leaves, nb, args, cores, shape, chunk):
-    """``fn`` over the flattened broadcast batch, in groups of ``chunk`` (padded by
-    repeating the last example, so one compiled group serves every batch size)."""
+    """``fn`` over the flattened broadcast batch, in groups of ``chunk`` (padded to
+    whole groups by repeating the last example)."""
     size = math.prod(shape)
     padded = -(-size // chunk) * chunk
     values = list(leaves) + list(args)

@@ -260,7 +260,7 @@ def _fit_kernel(
         one,
         "(n),(s),(),(p)->(p),(),(),()",
         batch_ndim=model_batch_ndim,
-        chunk=default_chunk(),
+        chunk=default_chunk("fit", npars=model.config.npars, starts=1 + restarts),
     )(model, data, signal, mu, init)
     return FitResult(
         nll=value, pars=pars, converged=status <= 1, status=status, nit=nit
