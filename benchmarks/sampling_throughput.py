@@ -10,6 +10,7 @@ the equivalent pyhf model: acceptance wants ``|Δ - Δ_pyhf| <= 1e-4``.
 
     python benchmarks/sampling_throughput.py [--analysis 2018-04|2019-08|example]
         [--n 2000] [--pyhf-check 200] [--chains 4] [--restart-above 10]
+        [--num-warmup 200] [--label-batch 1024]
         [--json out.json]
 """
 
@@ -91,6 +92,13 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument("--steps-per-chunk", type=int, default=50)
+    parser.add_argument("--num-warmup", type=int, default=SamplerSettings.num_warmup)
+    parser.add_argument(
+        "--label-batch",
+        type=int,
+        default=SamplerSettings.label_batch,
+        help="yields per labelling call (on a GPU, a whole chunk pays)",
+    )
     parser.add_argument("--pyhf-check", type=int, default=0)
     parser.add_argument(
         "--restart-above",
@@ -108,6 +116,8 @@ def main() -> None:
     settings = SamplerSettings(
         chains_per_target=args.chains,
         steps_per_chunk=args.steps_per_chunk,
+        num_warmup=args.num_warmup,
+        label_batch=args.label_batch,
         label_restart_above=args.restart_above,
     )
     log(
@@ -135,6 +145,7 @@ def main() -> None:
             "date": date.today().isoformat(),
             "jax": jax.__version__,
             "nchains": settings.nchains,
+            "label_batch": settings.label_batch,
             "label_restart_above": settings.label_restart_above,
             "cold_seconds": cold,
             "cold_samples": args.n,
