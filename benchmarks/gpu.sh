@@ -13,8 +13,8 @@
 # Each part runs under its own time limit ($LIMIT_<PART>, seconds) so that one slow
 # part cannot take the others' time (on an H200, 2026-12-04: the sampling part's
 # first call compiles for over 190 s on an empty cache; the dataset part then makes
-# ~1,400 labelled rows/s; the fits part takes ~130 s); its figures go to OUT/<part>.json, its output
-# and log to OUT/<part>.log, a line per part to OUT/summary.log. pyhf runs on the
+# ~1,400 labelled rows/s; the fits part takes ~130 s). Its figures go to
+# OUT/<part>.json, its output and log to OUT/<part>.log, a line per part to OUT/summary.log. pyhf runs on the
 # host's CPU (numpy backend) in the same run.
 set -uo pipefail
 lik=${1:?likelihoods folder}

@@ -13,10 +13,10 @@ its *slowest* member has stopped, so in one big ``vmap`` every example pays for
 the hardest one. With ``chunk`` the batch is cut into groups of that size, run one
 after another (:func:`jax.lax.map`), each group stopping when its own members have:
 on the CPU, where vectorising buys little, this is several times faster for
-batches whose iteration counts vary; on a GPU a full batch keeps the device busy
-(:func:`default_chunk`). Model evaluations (logpdf, expected data) do not iterate,
-but a large vmapped batch of them is bound by memory traffic on the CPU, and groups
-help there too.
+batches whose iteration counts vary; on a GPU a full batch keeps the device busy,
+and fits are grouped only as far as its memory requires (:func:`default_chunk`).
+Model evaluations (logpdf, expected data) do not iterate, but a large vmapped batch
+of them is bound by memory traffic on the CPU, and groups help there too.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def default_chunk(
     more than it has)."""
     backend = jax.default_backend()
     chunk = CHUNKS.get((backend, kernel))
-    if chunk is None and backend != "cpu" and kernel == "fit" and npars:
+    if chunk is None and kernel == "fit" and npars:
         stats = jax.devices()[0].memory_stats() or {}
         chunk = memory_chunk(npars, starts, stats.get("bytes_limit"))
     return chunk
