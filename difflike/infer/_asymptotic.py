@@ -299,6 +299,10 @@ class _Search(NamedTuple):
     lo: Array  # (6,) bracket: each curve is above alpha at lo
     up: Array  # (6,) ... and below alpha at up, once up_ok
     up_ok: Array  # (6,) whether up was evaluated (below alpha there)
+    lo_ok: Array  # (6,) whether lo was evaluated (above alpha there)
+    f_lo: Array  # (6,) the curve's value at lo (> 0), Illinois-weighted
+    f_up: Array  # (6,) ... and at up (< 0)
+    side: Array  # (6,) the side the last point fell on: +1 above alpha, -1 below
     done: Array  # (6,)
     failed: Array  # (6,) still above alpha at the widest upper end
     nwiden: Array  # (6,) how often up was doubled
@@ -329,16 +333,32 @@ def _solve_limits(lik, alpha, test_stat, rtol, max_iter):
         lo = jnp.where(above, s.mu, s.lo)
         up = jnp.where(above, s.up, s.mu)
         up_ok = s.up_ok | ~above
+        lo_ok = s.lo_ok | above
+        # the curve's values at the bracket's ends, for false position; an end
+        # kept twice in a row has its value halved (the Illinois rule), so that
+        # the other end moves too
+        side = jnp.where(above, 1, -1)
+        again = side == s.side
+        f_lo = jnp.where(above, val, jnp.where(again, 0.5 * s.f_lo, s.f_lo))
+        f_up = jnp.where(above, jnp.where(again, 0.5 * s.f_up, s.f_up), val)
         # still above alpha at an upper end not known to be below: double that end
         at_top = above & ~up_ok & (s.mu >= s.up)
         failed = s.failed | (at_top & (s.nwiden >= MAX_WIDEN))
         widen = at_top & ~failed
         up = jnp.where(widen, 2.0 * up, up)
-        # Newton on each curve, safeguarded by bisection of a known bracket, or by
-        # a try of the upper end where it is not known yet
+        # Newton on each curve; where it leaves a known bracket, false position
+        # between its ends (bisection if that fails too); where the upper end is
+        # not known yet, a try of it, or, on a curve without a usable slope
+        # (flat: no sensitivity there yet), of twice the point
         newton = s.mu - val / slope
-        inside = jnp.isfinite(newton) & (newton > lo) & (newton < up) & (slope < 0)
-        new = jnp.where(inside, newton, jnp.where(up_ok, 0.5 * (lo + up), up))
+        usable = jnp.isfinite(newton) & (slope < 0)
+        inside = usable & (newton > lo) & (newton < up)
+        span = f_lo - f_up
+        falsi = up + f_up * (up - lo) / jnp.where(span > 0, span, 1.0)
+        falsi_ok = lo_ok & (span > 0) & (falsi > lo) & (falsi < up)
+        bracketed = jnp.where(falsi_ok, falsi, 0.5 * (lo + up))
+        probe = jnp.where(usable, up, jnp.minimum(2.0 * s.mu, up))
+        new = jnp.where(inside, newton, jnp.where(up_ok, bracketed, probe))
         step_small = jnp.abs(new - s.mu) <= rtol * jnp.abs(s.mu) + 1e-12
         tight = up_ok & ((up - lo) <= rtol * jnp.abs(s.mu) + 1e-12)
         done = s.done | step_small | tight | (val == 0) | failed
@@ -359,6 +379,10 @@ def _solve_limits(lik, alpha, test_stat, rtol, max_iter):
             lo=lo,
             up=up,
             up_ok=up_ok,
+            lo_ok=lo_ok,
+            f_lo=f_lo,
+            f_up=f_up,
+            side=jnp.where(s.done, s.side, side),
             done=done,
             failed=failed,
             nwiden=s.nwiden + widen,
@@ -374,6 +398,10 @@ def _solve_limits(lik, alpha, test_stat, rtol, max_iter):
         lo=jnp.full(6, lo0),
         up=jnp.full(6, hi0),
         up_ok=jnp.zeros(6, bool),
+        lo_ok=jnp.zeros(6, bool),
+        f_lo=jnp.zeros(6),
+        f_up=jnp.zeros(6),
+        side=jnp.zeros(6, int),
         done=jnp.zeros(6, bool),
         failed=jnp.zeros(6, bool),
         nwiden=jnp.zeros(6, int),
