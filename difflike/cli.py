@@ -833,6 +833,19 @@ def build_parser() -> argparse.ArgumentParser:
         "training labels first (docs/surrogates.md)",
     )
     p.add_argument(
+        "--band",
+        type=float,
+        default=10.0,
+        help="-2 Delta up to which rows weigh fully in the loss (default 10)",
+    )
+    p.add_argument(
+        "--tail-power",
+        type=float,
+        default=1.0,
+        help="rows beyond the band weigh (band / -2 Delta) ** this (default 1; "
+        "4 on likelihoods whose far tails crowd out the band, docs/surrogates.md)",
+    )
+    p.add_argument(
         "--expectations", nargs="+", help="expectations to learn (default: all)"
     )
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -863,6 +876,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         multihead=args.multihead,
         counting=not args.no_counting,
         calibrate=args.calibrate,
+        band=args.band,
+        tail_power=args.tail_power,
         seed=args.seed,
     )
     start = time.perf_counter()

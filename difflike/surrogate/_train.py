@@ -23,8 +23,11 @@ r"""Training surrogates: Optax Adam, early stopping, ensembles, hyper-parameter 
    identical, ``observed_asimov`` and ``aposteriori``, share a network with an
    output for each). Weights follow :math:`\Delta` itself: rows
    inside the band that inference uses, :math:`-2\Delta \le` ``band``, weigh 1;
-   rows beyond it weigh ``band / (-2Δ)``, so the far tails (which only need to be
-   "excluded") do not dominate the squared error.
+   rows beyond it weigh ``(band / (-2Δ))**tail_power``, so the far tails (which only
+   need to be "excluded") do not dominate the squared error. The default power, 1,
+   still lets them dominate where the labels' departure from the baseline grows
+   with :math:`-2\Delta` (ATLAS-SUSY-2019-08); a power of 2 weighs the tails'
+   errors relative to :math:`\Delta` itself.
 4. **Optimiser.** Adam (``optax.adamw`` with optional decoupled weight decay),
    learning rate warmed up linearly over ``warmup_epochs`` then decayed by a cosine
    to 1% over ``max_epochs``; minibatches reshuffled every epoch; an epoch is one
@@ -97,6 +100,7 @@ class TrainSettings:
             SiLU rounds off (docs/surrogates.md); SiLU is the better choice on
             smooth likelihoods.
         band: :math:`-2\\Delta` up to which rows weigh fully in the loss.
+        tail_power: rows beyond ``band`` weigh ``(band / (-2Δ))**tail_power``.
         multihead: one network for all expectations (``True``) or one per
             expectation (``False``).
         counting: learn the departure from the counting baseline (module doc);
@@ -126,6 +130,7 @@ class TrainSettings:
     negative_slope: float = 0.01
     activation: str = "leaky_relu"
     band: float = 10.0
+    tail_power: float = 1.0
     multihead: bool = False
     counting: bool = True
     calibrate: bool = False
@@ -149,6 +154,11 @@ class TrainSettings:
         ):
             raise InputError(
                 "split must be three positive fractions summing to 1", got=self.split
+            )
+        if not (self.band > 0 and self.tail_power >= 0):
+            raise InputError(
+                "band must be positive and tail_power non-negative",
+                got=(self.band, self.tail_power),
             )
         if self.batch_size < 1 or self.max_epochs < 1 or self.patience < 1:
             raise InputError(
@@ -211,6 +221,7 @@ def calibration_scales(
     delta: np.ndarray,
     converged: np.ndarray,
     band: float,
+    tail_power: float = 1.0,
 ) -> np.ndarray:
     r"""Per expectation and signal bin, the factor on the counting baseline's
     variance that brings :math:`\Delta_\mathrm{c}` closest to the labels,
@@ -237,7 +248,7 @@ def calibration_scales(
             continue
         s = jnp.asarray(signal[rows])
         d = jnp.asarray(delta[rows, k])
-        w = jnp.asarray(band_weights(delta[rows, k], band))
+        w = jnp.asarray(band_weights(delta[rows, k], band, tail_power))
         n, b, v = (
             jnp.asarray(count[key][k : k + 1], jnp.float64) for key in COUNT_KEYS
         )
@@ -253,10 +264,10 @@ def calibration_scales(
     return scales
 
 
-def band_weights(delta: np.ndarray, band: float) -> np.ndarray:
+def band_weights(delta: np.ndarray, band: float, power: float = 1.0) -> np.ndarray:
     """Loss weight of each row (module doc), same shape as ``delta``."""
     q = -2.0 * np.asarray(delta)
-    return np.where(q <= band, 1.0, band / np.maximum(q, band))
+    return np.where(q <= band, 1.0, (band / np.maximum(q, band)) ** power)
 
 
 # ---- one network -----------------------------------------------------------
@@ -521,6 +532,7 @@ def train(
                 delta[train_rows],
                 conv[train_rows],
                 settings.band,
+                settings.tail_power,
             )
             count["variance"] = count["variance"] * scales
         base = np.asarray(
@@ -554,7 +566,7 @@ def train(
     def rows(part, heads):
         ok = np.all(conv[np.ix_(part, heads)], axis=1)
         r = part[ok]
-        w = np.min(band_weights(delta[np.ix_(r, heads)], settings.band), axis=1)
+        w = np.min(band_weights(delta[np.ix_(r, heads)], settings.band, settings.tail_power), axis=1)
         return x_all[r], y_all[np.ix_(r, heads)], w.astype(np.float32)
 
     params_all, archs_all, ensembles = [], [], []

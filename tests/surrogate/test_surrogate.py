@@ -163,6 +163,22 @@ def test_settings_are_checked():
         TrainSettings(trials=2, ensemble=3)
     with pytest.raises(InputError, match="split"):
         TrainSettings(split=(0.5, 0.5, 0.5))
+    with pytest.raises(InputError, match="tail_power"):
+        TrainSettings(tail_power=-1.0)
+    with pytest.raises(InputError, match="band"):
+        TrainSettings(band=0.0)
+
+
+def test_band_weights():
+    """Weight 1 inside the band; beyond it (band / -2 Delta) ** power."""
+    from difflike.surrogate._train import band_weights
+
+    delta = np.array([0.0, -2.0, -5.0, -10.0, -50.0])  # -2 Delta: 0, 4, 10, 20, 100
+    np.testing.assert_allclose(band_weights(delta, 10.0), [1, 1, 1, 0.5, 0.1])
+    np.testing.assert_allclose(
+        band_weights(delta, 10.0, 4.0), [1, 1, 1, 0.5**4, 0.1**4]
+    )
+    np.testing.assert_allclose(band_weights(delta, 10.0, 0.0), np.ones(5))
 
 
 def test_split_is_seeded_and_disjoint():
@@ -528,12 +544,15 @@ def test_cli_train_export_cls_limit(tmp_path, capsys):
         "80",
     ]
     options = ["--trials", "1", "--ensemble", "1", "--calibrate", "--quiet"]
+    options += ["--band", "8", "--tail-power", "2"]
     assert main([*args, *options]) == 0
     table = capsys.readouterr().out
     assert "observed_asimov" in table and "NLL MAPE" in table
     # the three identical columns of the synthetic labels share one network
     sur = load_folder(out)
     assert sur.nets.heads == ((0,), (1, 2, 3))
+    assert sur.meta["settings"]["tail_power"] == 2.0
+    assert sur.meta["settings"]["band"] == 8.0
     scales = np.asarray(sur.meta["counting_variance_scales"])
     assert scales.shape == (4, 2) and not np.allclose(scales, 1.0)
     # the variances the dataset records, scaled by those factors
