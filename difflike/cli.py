@@ -841,9 +841,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--tail-power",
         type=float,
-        default=1.0,
-        help="rows beyond the band weigh (band / -2 Delta) ** this (default 1; "
-        "4 on likelihoods whose far tails crowd out the band, docs/surrogates.md)",
+        default=4.0,
+        help="rows beyond the band weigh (band / -2 Delta) ** this (default 4; "
+        "docs/surrogates.md)",
     )
     p.add_argument(
         "--expectations", nargs="+", help="expectations to learn (default: all)"

@@ -24,10 +24,10 @@ r"""Training surrogates: Optax Adam, early stopping, ensembles, hyper-parameter 
    output for each). Weights follow :math:`\Delta` itself: rows
    inside the band that inference uses, :math:`-2\Delta \le` ``band``, weigh 1;
    rows beyond it weigh ``(band / (-2Δ))**tail_power``, so the far tails (which only
-   need to be "excluded") do not dominate the squared error. The default power, 1,
-   still lets them dominate where the labels' departure from the baseline grows
-   with :math:`-2\Delta` (ATLAS-SUSY-2019-08); a power of 2 weighs the tails'
-   errors relative to :math:`\Delta` itself.
+   need to be "excluded") do not dominate the squared error. The default power is
+   4: where the labels' departure from the baseline grows with :math:`-2\Delta`
+   (ATLAS-SUSY-2019-08) a power of 1 still lets the tails dominate and the networks
+   underfit the band (docs/surrogates.md).
 4. **Optimiser.** Adam (``optax.adamw`` with optional decoupled weight decay),
    learning rate warmed up linearly over ``warmup_epochs`` then decayed by a cosine
    to 1% over ``max_epochs``; minibatches reshuffled every epoch; an epoch is one
@@ -130,7 +130,7 @@ class TrainSettings:
     negative_slope: float = 0.01
     activation: str = "leaky_relu"
     band: float = 10.0
-    tail_power: float = 1.0
+    tail_power: float = 4.0
     multihead: bool = False
     counting: bool = True
     calibrate: bool = False
@@ -221,7 +221,7 @@ def calibration_scales(
     delta: np.ndarray,
     converged: np.ndarray,
     band: float,
-    tail_power: float = 1.0,
+    tail_power: float,
 ) -> np.ndarray:
     r"""Per expectation and signal bin, the factor on the counting baseline's
     variance that brings :math:`\Delta_\mathrm{c}` closest to the labels,
@@ -264,7 +264,7 @@ def calibration_scales(
     return scales
 
 
-def band_weights(delta: np.ndarray, band: float, power: float = 1.0) -> np.ndarray:
+def band_weights(delta: np.ndarray, band: float, power: float) -> np.ndarray:
     """Loss weight of each row (module doc), same shape as ``delta``."""
     q = -2.0 * np.asarray(delta)
     return np.where(q <= band, 1.0, (band / np.maximum(q, band)) ** power)
@@ -566,7 +566,10 @@ def train(
     def rows(part, heads):
         ok = np.all(conv[np.ix_(part, heads)], axis=1)
         r = part[ok]
-        w = np.min(band_weights(delta[np.ix_(r, heads)], settings.band, settings.tail_power), axis=1)
+        w = np.min(
+            band_weights(delta[np.ix_(r, heads)], settings.band, settings.tail_power),
+            axis=1,
+        )
         return x_all[r], y_all[np.ix_(r, heads)], w.astype(np.float32)
 
     params_all, archs_all, ensembles = [], [], []

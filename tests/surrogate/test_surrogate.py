@@ -174,7 +174,7 @@ def test_band_weights():
     from difflike.surrogate._train import band_weights
 
     delta = np.array([0.0, -2.0, -5.0, -10.0, -50.0])  # -2 Delta: 0, 4, 10, 20, 100
-    np.testing.assert_allclose(band_weights(delta, 10.0), [1, 1, 1, 0.5, 0.1])
+    np.testing.assert_allclose(band_weights(delta, 10.0, 1.0), [1, 1, 1, 0.5, 0.1])
     np.testing.assert_allclose(
         band_weights(delta, 10.0, 4.0), [1, 1, 1, 0.5**4, 0.1**4]
     )
@@ -280,13 +280,13 @@ def test_calibration_recovers_the_variances():
         )
     )
     ok = np.ones_like(labels, bool)
-    scales = calibration_scales(count, ds.signal, labels, ok, 10.0)
+    scales = calibration_scales(count, ds.signal, labels, ok, 10.0, 4.0)
     np.testing.assert_allclose(scales, truth, rtol=1e-3)
 
     delta = np.asarray(ds.delta[:, :2])
-    scales = calibration_scales(count, ds.signal, delta, ok, 10.0)
+    scales = calibration_scales(count, ds.signal, delta, ok, 10.0, 4.0)
     assert not np.allclose(scales, 1.0)
-    weights = band_weights(delta, 10.0)
+    weights = band_weights(delta, 10.0, 4.0)
 
     def loss(v):
         r = delta - np.asarray(
