@@ -9,7 +9,15 @@ of magnitude) and is scaled per point. The issue's target: limits ≥ 1,000× fa
 than the exact profiler per point on the CPU.
 
     python benchmarks/surrogate_speed.py --surrogate DIR [--n-eval 100000]
-        [--n-limits 1000] [--n-exact 16] [--json out.json]
+        [--n-limits 1000] [--n-exact 16] [--limit-yields random|patchset]
+        [--json out.json]
+
+Limits are timed on random yields around each bin's background scale (default;
+weak ones among them put a limit at many times the POI's bound, where a surrogate
+extrapolates beyond its training yields), or with ``--limit-yields patchset`` on
+the signal-region yields of the analysis' patchset points (``patchset.json.gz``
+beside the workspace; repeated up to ``--n-limits``; the exact side takes the
+first ``--n-exact`` points).
 
 Without ``--surrogate``, a small one is sampled and trained on the built-in
 example first (a few minutes; its accuracy does not matter for timing).
@@ -69,6 +77,9 @@ def main() -> None:
     parser.add_argument("--n-limits", type=int, default=1000)
     parser.add_argument("--n-exact", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--limit-yields", choices=("random", "patchset"), default="random"
+    )
     parser.add_argument("--expectation", default="observed")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
@@ -90,6 +101,20 @@ def main() -> None:
     )
     s_lim = s_eval[: args.n_limits]
     s_exact = s_eval[: args.n_exact]
+    if args.limit_yields == "patchset":
+        example = Path(source).name == Path(dl.example_workspace()).name
+        patchset = (
+            dl.example_patchset()
+            if example
+            else Path(source).parent / "patchset.json.gz"
+        )
+        names, points = dl.workspace.signal_yields(
+            source, patchset, list(sur.signal_regions)
+        )
+        points = np.asarray(points, float)
+        log(f"limits on the yields of {len(names)} patchset points")
+        s_lim = points[np.arange(args.n_limits) % len(points)]
+        s_exact = points[: args.n_exact]
 
     rows = {}
     t = best_time(lambda: sur.delta(s_eval, e), args.repeats)
@@ -102,6 +127,9 @@ def main() -> None:
     rows["delta_exact"] = args.n_exact / t
     t = best_time(lambda: upper_limit(sur, s_lim, expectation=e).mu_up, args.repeats)
     rows["limit_surrogate"] = args.n_limits / t
+    steps = np.asarray(upper_limit(sur, s_lim, expectation=e).nit)
+    rows["limit_steps_mean"] = float(steps.mean())
+    rows["limit_steps_max"] = int(steps.max())
     if e != "observed":
         log("exact limits are computed on the observed data")
     t = best_time(lambda: dl.upper_limit(model, data, s_exact).mu_up, 1)
@@ -110,7 +138,8 @@ def main() -> None:
     device = jax.devices()[0]
     print(
         f"# {device.device_kind} ({device.platform}), {platform.machine()}, "
-        f"{date.today()}, jax {jax.__version__}; surrogate {folder}"
+        f"{date.today()}, jax {jax.__version__}; surrogate {folder}; limits on "
+        f"{args.limit_yields} yields"
     )
     print("| quantity | surrogate JAX /s | surrogate ONNX /s | exact /s | × (JAX) |")
     print("|---|---:|---:|---:|---:|")
@@ -122,6 +151,11 @@ def main() -> None:
         f"| 95% CL upper limit | {rows['limit_surrogate']:,.0f} | – | "
         f"{rows['limit_exact']:,.2f} | "
         f"{rows['limit_surrogate'] / rows['limit_exact']:,.0f} |"
+    )
+    print(
+        f"surrogate root-finding steps per limit: mean {rows['limit_steps_mean']:.2f},"
+        f" max {rows['limit_steps_max']} (a vectorised batch runs until its slowest"
+        " member is done)"
     )
     if args.json:
         args.json.write_text(
