@@ -16,9 +16,11 @@ the slope shrinks (a step that would leave it, or a curvature that is not
 positive, bisects instead); the bracket's ends stay candidates, so a minimum on a
 bound is found exactly. A LeakyReLU network is piecewise linear: its curvature is
 zero almost everywhere and Newton's method has nothing to work with, so for those
-32 bisection steps close the bracket instead (:data:`_BISECTIONS`: the scan's
-bracket of at most 1/8 of the POI's range, halved 32 times, is below 3e-11 of it;
-60 steps gave the same limits on ATLAS-SUSY-2018-04, 1.18 times slower). Gradients
+20 bisection steps close the bracket instead (:data:`_BISECTIONS`: the scan's
+bracket of at most 1/8 of the POI's range, halved 20 times, is below 1.2e-7 of
+it; 32 steps moved limits on the patchset points of ATLAS-SUSY-2018-04 and
+2019-08 by less than 8e-7 relative and were 1.1-1.2 times slower, 60 steps
+another 1.18 times). Gradients
 of :math:`\mathrm{nll}(\hat\mu)` flow by the envelope theorem; :math:`\hat\mu`
 itself is not differentiated.
 
@@ -75,7 +77,7 @@ _SCAN_POINTS = 17
 #: safeguarded Newton steps after the scan (smooth activations)
 _NEWTON_STEPS = 10
 #: bisection steps after the scan (LeakyReLU: no curvature; module doc)
-_BISECTIONS = 32
+_BISECTIONS = 20
 
 
 def asimov_expectations(expectation: str) -> tuple[str, ...]:
