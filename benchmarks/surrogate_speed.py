@@ -123,7 +123,7 @@ def main() -> None:
         lambda: onnx_sur.delta(s_eval.astype(np.float32))[:, col], args.repeats
     )
     rows["delta_onnx"] = args.n_eval / t
-    t = best_time(lambda: dl.delta(model, data, s_exact, expectation=e), 1)
+    t = best_time(lambda: dl.delta(model, data, s_exact, expectation=e), args.repeats)
     rows["delta_exact"] = args.n_exact / t
     t = best_time(lambda: upper_limit(sur, s_lim, expectation=e).mu_up, args.repeats)
     rows["limit_surrogate"] = args.n_limits / t
@@ -132,7 +132,7 @@ def main() -> None:
     rows["limit_steps_max"] = int(steps.max())
     if e != "observed":
         log("exact limits are computed on the observed data")
-    t = best_time(lambda: dl.upper_limit(model, data, s_exact).mu_up, 1)
+    t = best_time(lambda: dl.upper_limit(model, data, s_exact).mu_up, args.repeats)
     rows["limit_exact"] = args.n_exact / t
 
     device = jax.devices()[0]
