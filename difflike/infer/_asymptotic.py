@@ -15,10 +15,11 @@ Upper limits solve :math:`\mathrm{CL}_s(\mu) = \alpha` for the observed and the
 five expected curves at once, each written as :math:`\sigma(u^* - u)` (see
 :func:`_curves`): nearly linear in :math:`\mu` in the asymptotic regime, so that
 Newton's steps on the exact derivative (envelope theorem) converge in three or
-four evaluations from a first one at :math:`\mu = 1`. The steps are safeguarded
-by bisection once a curve is bracketed; a curve still above :math:`\alpha` at the
-POI's upper bound has that end doubled, up to :data:`MAX_WIDEN` times, which the
-result reports. Each fit of a step starts where the previous step's fit of its
+four evaluations from a first one at :math:`\mu = 1`. Once a curve is bracketed,
+a Newton step that would leave the bracket is replaced by false position between
+its ends (the Illinois variant; bisection where that fails too); a curve still
+above :math:`\alpha` at the POI's upper bound has that end doubled, up to
+:data:`MAX_WIDEN` times, which the result reports. Each fit of a step starts where the previous step's fit of its
 curve ended (warm starts, for likelihoods that offer them) once the point moves
 little. The μ-independent fits (free fits, Asimov data) run once. Limits are
 differentiable with respect to everything the likelihood depends on (signal
