@@ -19,11 +19,11 @@ four evaluations from a first one at :math:`\mu = 1`. Once a curve is bracketed,
 a Newton step that would leave the bracket is replaced by false position between
 its ends (the Illinois variant; bisection where that fails too); a curve still
 above :math:`\alpha` at the POI's upper bound has that end doubled, up to
-:data:`MAX_WIDEN` times, which the result reports. Each fit of a step starts where the previous step's fit of its
-curve ended (warm starts, for likelihoods that offer them) once the point moves
-little. The μ-independent fits (free fits, Asimov data) run once. Limits are
-differentiable with respect to everything the likelihood depends on (signal
-yields, data, model arrays) by the implicit function theorem.
+:data:`MAX_WIDEN` times, which the result reports. Each fit of a step starts where
+the previous step's fit of its curve ended (warm starts, for likelihoods that offer
+them) once the point moves little. The μ-independent fits (free fits, Asimov data)
+run once. Limits are differentiable with respect to everything the likelihood
+depends on (signal yields, data, model arrays) by the implicit function theorem.
 """
 
 from __future__ import annotations
@@ -300,8 +300,8 @@ class _Search(NamedTuple):
     lo: Array  # (6,) bracket: each curve is above alpha at lo
     up: Array  # (6,) ... and below alpha at up, once up_ok
     up_ok: Array  # (6,) whether up was evaluated (below alpha there)
-    lo_ok: Array  # (6,) whether lo was evaluated (above alpha there)
-    f_lo: Array  # (6,) the curve's value at lo (> 0), Illinois-weighted
+    f_lo: Array  # (6,) the curve's value at lo (> 0 once lo was evaluated),
+    #   Illinois-weighted
     f_up: Array  # (6,) ... and at up (< 0)
     side: Array  # (6,) the side the last point fell on: +1 above alpha, -1 below
     done: Array  # (6,)
@@ -334,7 +334,6 @@ def _solve_limits(lik, alpha, test_stat, rtol, max_iter):
         lo = jnp.where(above, s.mu, s.lo)
         up = jnp.where(above, s.up, s.mu)
         up_ok = s.up_ok | ~above
-        lo_ok = s.lo_ok | above
         # the curve's values at the bracket's ends, for false position; an end
         # kept twice in a row has its value halved (the Illinois rule), so that
         # the other end moves too
@@ -356,7 +355,7 @@ def _solve_limits(lik, alpha, test_stat, rtol, max_iter):
         inside = usable & (newton > lo) & (newton < up)
         span = f_lo - f_up
         falsi = up + f_up * (up - lo) / jnp.where(span > 0, span, 1.0)
-        falsi_ok = lo_ok & (span > 0) & (falsi > lo) & (falsi < up)
+        falsi_ok = (f_lo > 0) & (falsi > lo) & (falsi < up)
         bracketed = jnp.where(falsi_ok, falsi, 0.5 * (lo + up))
         probe = jnp.where(usable, up, jnp.minimum(2.0 * s.mu, up))
         new = jnp.where(inside, newton, jnp.where(up_ok, bracketed, probe))
@@ -380,7 +379,6 @@ def _solve_limits(lik, alpha, test_stat, rtol, max_iter):
             lo=lo,
             up=up,
             up_ok=up_ok,
-            lo_ok=lo_ok,
             f_lo=f_lo,
             f_up=f_up,
             side=jnp.where(s.done, s.side, side),
@@ -399,7 +397,6 @@ def _solve_limits(lik, alpha, test_stat, rtol, max_iter):
         lo=jnp.full(6, lo0),
         up=jnp.full(6, hi0),
         up_ok=jnp.zeros(6, bool),
-        lo_ok=jnp.zeros(6, bool),
         f_lo=jnp.zeros(6),
         f_up=jnp.zeros(6),
         side=jnp.zeros(6, int),
