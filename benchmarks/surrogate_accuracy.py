@@ -38,6 +38,14 @@ def log(*args) -> None:
     print(*args, file=sys.stderr, flush=True)
 
 
+def patchset_beside(workspace: Path) -> Path:
+    """The patchset of a surrogate's workspace: the built-in example's, or
+    ``patchset.json.gz`` in the workspace's folder (the published layout)."""
+    if workspace.name == Path(dl.example_workspace()).name:
+        return Path(dl.example_patchset())
+    return workspace.parent / "patchset.json.gz"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", type=Path, required=True)
@@ -55,13 +63,7 @@ def main() -> None:
         sur = train(ds, args.out, TrainSettings())
         log(f"trained in {time.perf_counter() - start:.0f} s")
     source = Path(sur.meta["workspace"]["source"])
-    patchset = args.patchset
-    if patchset is None:
-        patchset = (
-            dl.example_patchset()
-            if source.name == Path(dl.example_workspace()).name
-            else source.parent / "patchset.json.gz"
-        )
+    patchset = args.patchset or patchset_beside(source)
     regions = list(sur.signal_regions)
     names, yields = dl.workspace.signal_yields(source, patchset, regions)
     model, data = dl.load(source, signal_regions=regions)

@@ -102,14 +102,10 @@ def main() -> None:
     s_lim = s_eval[: args.n_limits]
     s_exact = s_eval[: args.n_exact]
     if args.limit_yields == "patchset":
-        example = Path(source).name == Path(dl.example_workspace()).name
-        patchset = (
-            dl.example_patchset()
-            if example
-            else Path(source).parent / "patchset.json.gz"
-        )
+        from surrogate_accuracy import patchset_beside  # this folder
+
         names, points = dl.workspace.signal_yields(
-            source, patchset, list(sur.signal_regions)
+            source, patchset_beside(Path(source)), list(sur.signal_regions)
         )
         points = np.asarray(points, float)
         log(f"limits on the yields of {len(names)} patchset points")
