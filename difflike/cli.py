@@ -846,6 +846,13 @@ def build_parser() -> argparse.ArgumentParser:
         "docs/surrogates.md)",
     )
     p.add_argument(
+        "--gradient-weight",
+        type=float,
+        default=3.0,
+        help="weight of the labels' gradients in the loss, where the dataset has "
+        "them (default 3; 0: values alone; docs/surrogates.md)",
+    )
+    p.add_argument(
         "--expectations", nargs="+", help="expectations to learn (default: all)"
     )
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -878,6 +885,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         calibrate=args.calibrate,
         band=args.band,
         tail_power=args.tail_power,
+        gradient_weight=args.gradient_weight,
         seed=args.seed,
     )
     start = time.perf_counter()

@@ -24,6 +24,9 @@ Each chunk holds, for its ``n`` rows:
 ``delta``     ``(n, nexpect)``     :math:`\\Delta_e(s) = \\ln L_e(s) - \\ln L_e(0)`
 ``nll``       ``(n, nexpect)``     :math:`-\\ln L_e(s)`, profiled
 ``converged`` ``(n, nexpect)``     whether the fit behind each label converged
+``gradient``  ``(n, nexpect, ns)`` :math:`\\partial\\Delta_e/\\partial s` at the label's
+                                   minimum, float32 (written since 2026-12-05;
+                                   older chunks lack it)
 ``target``    ``(n,)``             index into ``targets``; -1 for exploratory draws
 ``chain``     ``(n,)``             the chain that drew it; -1 for exploratory draws
 ``step``      ``(n,)``             the chain's transition number after warm-up
@@ -74,6 +77,8 @@ ROW_FIELDS = (
     "diverging",
     "accept_prob",
 )
+#: row fields that datasets written by older versions lack
+OPTIONAL_FIELDS = ("gradient",)
 
 
 def write_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> str:
@@ -147,6 +152,9 @@ class YieldDataset:
         step: transition number of each row within its chain, ``(n,)``.
         diverging: whether the row's NUTS transition diverged, ``(n,)``.
         accept_prob: the transition's mean acceptance probability, ``(n,)``.
+        gradient: :math:`\\partial\\Delta_e/\\partial s` of each label, ``(n, nexpect,
+            nsignal)`` float32, or ``None`` where a chunk lacks it (datasets written
+            before 2026-12-05).
         meta: the sidecar (workspace digest, signal regions, settings, ...).
         folder: where the dataset was read from.
     """
@@ -162,6 +170,7 @@ class YieldDataset:
     accept_prob: np.ndarray
     meta: dict[str, Any]
     folder: Path
+    gradient: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.signal)
@@ -202,10 +211,14 @@ def load_dataset(folder: str | os.PathLike) -> YieldDataset:
     nsig = sum(meta["signal_nbins"])
     nexp = len(meta["expectations"])
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ROW_FIELDS}
+    optional: dict[str, list[np.ndarray] | None] = {k: [] for k in OPTIONAL_FIELDS}
     for entry in meta["chunks"]:
         chunk = read_chunk(folder, entry)
         for k in ROW_FIELDS:
             parts[k].append(chunk[k])
+        for k, got in optional.items():
+            # a field counts only if every chunk has it (a resumed old dataset)
+            optional[k] = [*got, chunk[k]] if got is not None and k in chunk else None
     empty = {
         "signal": np.zeros((0, nsig)),
         "delta": np.zeros((0, nexp)),
@@ -218,4 +231,9 @@ def load_dataset(folder: str | os.PathLike) -> YieldDataset:
         k: np.concatenate(v) if v else empty.get(k, np.zeros(0, np.int64))
         for k, v in parts.items()
     }
-    return YieldDataset(**arrays, meta=meta, folder=folder)
+    extra = {
+        k: (np.concatenate(v) if v else np.zeros((0, nexp, nsig), np.float32))
+        for k, v in optional.items()
+        if v is not None
+    }
+    return YieldDataset(**arrays, **extra, meta=meta, folder=folder)

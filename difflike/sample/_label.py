@@ -8,6 +8,11 @@ other starts (:mod:`difflike.fit._restarts`: probes, and the mirror of the first
 minimum) and the deepest minimum kept: there the profile can be multimodal. Expectations whose data
 are identical (pyhf's Asimov data at :math:`\mu = 0` *are* the a-posteriori
 expectation, so ``"observed_asimov"`` equals ``"aposteriori"``) share their fits.
+
+Each label comes with its gradient :math:`\partial\Delta_e/\partial s` at the same
+minimum, which costs one reverse pass of :math:`\ln L` at fixed parameters
+(envelope theorem) against the fit's dozens of Hessians: surrogates learn from
+both (:mod:`difflike.surrogate._train`).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 from jaxtyping import Array, Bool, Float
 
 from difflike._pytree import replace
@@ -177,15 +183,24 @@ def counting_summary(
     }
 
 
+def _gradient(model, data, pars, s):
+    r""":math:`\partial\Delta/\partial s` at a minimum ``pars`` of the fit at ``s``,
+    ``(nsignal,)``: by the envelope theorem the derivative of :math:`\ln L` at fixed
+    parameters (:math:`\Delta` = :math:`\ln L(s) - \ln L(0)`, the latter constant)."""
+    pars = lax.stop_gradient(pars)
+    return jax.grad(lambda x: model.logpdf(pars, data, x))(s)
+
+
 @partial(jax.jit, static_argnames=("tol", "solver"))
 def _label_kernel(model, targets: Target, signal, *, tol, solver):
-    """``(delta, nll, converged, pars)``, each ``(n, ntargets[, npars])``: every
-    sample ``(n, nsignal)`` against every target's data, the fits started from
-    ``targets.init``. ``pars`` (the minima) are what a restart pass mirrors."""
+    """``(delta, nll, converged, gradient, pars)``, each ``(n, ntargets[, nsignal or
+    npars])``: every sample ``(n, nsignal)`` against every target's data, the fits
+    started from ``targets.init``; ``gradient`` is :math:`\\partial\\Delta/\\partial s`
+    (:func:`_gradient`). ``pars`` (the minima) are what a restart pass mirrors."""
 
     def one(model, data, init, nll0, s):
         target = Target(data=data, init=init, nll0=nll0, beta=jnp.ones(()))
-        return delta_at(
+        delta, nll, status, pars = delta_at(
             model,
             target,
             s,
@@ -194,24 +209,25 @@ def _label_kernel(model, targets: Target, signal, *, tol, solver):
             max_iter=MAX_ITER,
             return_pars=True,
         )
+        return delta, nll, status, _gradient(model, data, pars, s), pars
 
     run = vectorize(
         one,
-        "(n),(p),(),(s)->(),(),(),(p)",
+        "(n),(p),(),(s)->(),(),(),(s),(p)",
         batch_ndim=lambda _: 0,
         chunk=default_chunk(),
     )
     # (n, 1, nsignal) against (ntargets, ...): every sample with every data set
-    delta, nll, status, pars = run(
+    delta, nll, status, grad, pars = run(
         model, targets.data, targets.init, targets.nll0, signal[:, None, :]
     )
-    return delta, nll, status <= 1, pars
+    return delta, nll, status <= 1, grad, pars
 
 
 @partial(jax.jit, static_argnames=("tol", "solver", "probes"))
 def _restart_kernel(model, targets: Target, signal, first, *, tol, solver, probes):
-    """``(delta, nll, converged)``, each ``(n, ntargets)``: the fits of
-    :func:`_label_kernel` made again from ``probes`` probe starts
+    """``(delta, nll, converged, gradient)``, each ``(n, ntargets[, nsignal])``: the
+    fits of :func:`_label_kernel` made again from ``probes`` probe starts
     (:mod:`difflike.fit._restarts`) and from the mirror of ``first``, the first
     pass's minima ``(n, ntargets, npars)`` (:func:`~difflike.fit._restarts.mirrored`),
     the deepest converged minimum kept."""
@@ -221,22 +237,25 @@ def _restart_kernel(model, targets: Target, signal, first, *, tol, solver, probe
         target = Target(data=data, init=init, nll0=nll0, beta=jnp.ones(()))
         kw = dict(tol=tol, solver=solver, max_iter=RESTART_MAX_ITER)
         # the fit from targets.init is the first pass: the probe starts alone
-        out = delta_at(model, target, s, restarts=probes, probes_only=True, **kw)
+        out = delta_at(
+            model, target, s, restarts=probes, probes_only=True, return_pars=True, **kw
+        )
         start = mirrored(model, data, first, lower, upper, ~model.config.fixed)
-        other = delta_at(model, replace(target, init=start), s, **kw)
+        other = delta_at(model, replace(target, init=start), s, return_pars=True, **kw)
         keep = deeper(other[2], other[1], out[2], out[1])
-        return jax.tree.map(partial(jnp.where, keep), other, out)
+        delta, nll, status, pars = jax.tree.map(partial(jnp.where, keep), other, out)
+        return delta, nll, status, _gradient(model, data, pars, s)
 
     run = vectorize(
         one,
-        "(n),(p),(),(s),(p)->(),(),()",
+        "(n),(p),(),(s),(p)->(),(),(),(s)",
         batch_ndim=lambda _: 0,
         chunk=default_chunk(),
     )
-    delta, nll, status = run(
+    delta, nll, status, grad = run(
         model, targets.data, targets.init, targets.nll0, signal[:, None, :], first
     )
-    return delta, nll, status <= 1
+    return delta, nll, status <= 1, grad
 
 
 def label(
@@ -250,8 +269,11 @@ def label(
     tol: float = LABEL_TOL,
     solver: str = LABEL_SOLVER,
     restart_above: float | None = RESTART_ABOVE,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(delta, nll, converged)``, each ``(n, nexpect)``, of a batch of yields.
+    return_gradient: bool = False,
+) -> tuple[np.ndarray, ...]:
+    """``(delta, nll, converged)``, each ``(n, nexpect)``, of a batch of yields, and
+    with ``return_gradient`` :math:`\\partial\\Delta/\\partial s` at the same minima,
+    ``(n, nexpect, nsignal)``, after them.
 
     Args:
         model: the signal-region model.
@@ -271,7 +293,7 @@ def label(
     """
     check_solver(solver)
     signal = np.asarray(signal, np.float64)
-    delta, nll, ok, pars = _label_rows(
+    delta, nll, ok, grad, pars = _label_rows(
         partial(_label_kernel, model, targets, tol=tol, solver=solver),
         batch_size,
         signal,
@@ -289,22 +311,24 @@ def label(
                 solver=solver,
                 probes=RESTART_PROBES,
             )
-            d2, v2, ok2 = _label_rows(kernel, batch_size, signal[far], pars[far])
+            d2, v2, ok2, g2 = _label_rows(kernel, batch_size, signal[far], pars[far])
             # a converged fit replaces a failed one or a shallower minimum
             better = ok2 & (~ok[far] | (v2 < nll[far]))
             delta[far] = np.where(better, d2, delta[far])
             nll[far] = np.where(better, v2, nll[far])
+            grad[far] = np.where(better[..., None], g2, grad[far])
             ok[far] |= better
     if base_ok is not None:
         ok = ok & np.asarray(base_ok)[None, :]
-    return delta[:, column], nll[:, column], ok[:, column]
+    out = (delta[:, column], nll[:, column], ok[:, column])
+    return (*out, grad[:, column]) if return_gradient else out
 
 
 def _label_rows(kernel, batch_size, *rows):
     """``kernel(*batch)`` over ``rows`` (arrays of ``n`` rows each) in padded
-    batches of ``batch_size``: its ``(delta, nll, converged)`` as numpy arrays,
-    each ``(n, ntargets)``, and any further outputs (the first pass's minima) as
-    device arrays, unpadded and concatenated.
+    batches of ``batch_size``: its ``(delta, nll, converged, gradient)`` as numpy
+    arrays, each ``(n, ntargets[, nsignal])``, and any further outputs (the first
+    pass's minima) as device arrays, unpadded and concatenated.
 
     Only the rows a restart pass takes of the minima ever leave the device."""
     n = len(rows[0])
@@ -317,8 +341,8 @@ def _label_rows(kernel, batch_size, *rows):
         pad = max(64, 1 << (m - 1).bit_length()) - m
         padded = [jnp.concatenate([r, jnp.repeat(r[-1:], pad, axis=0)]) for r in part]
         outs.append([x[:m] for x in kernel(*padded)])
-    host = tuple(np.concatenate([np.asarray(o[k]) for o in outs]) for k in range(3))
+    host = tuple(np.concatenate([np.asarray(o[k]) for o in outs]) for k in range(4))
     device = tuple(
-        jnp.concatenate([o[k] for o in outs]) for k in range(3, len(outs[0]))
+        jnp.concatenate([o[k] for o in outs]) for k in range(4, len(outs[0]))
     )
     return host + device

@@ -496,7 +496,7 @@ def sample(
                     [np.asarray(stats.accept_prob).reshape(-1), np.ones(ne)]
                 ),
             }
-            rows["delta"], rows["nll"], rows["converged"] = label(
+            rows["delta"], rows["nll"], rows["converged"], grad = label(
                 model,
                 labels,
                 column,
@@ -506,7 +506,9 @@ def sample(
                 tol=settings.label_tol,
                 solver=settings.label_solver,
                 restart_above=settings.label_restart_above,
+                return_gradient=True,
             )
+            rows["gradient"] = grad.astype(np.float32)
             t2 = time.perf_counter()
             keep = min(len(signal), meta["requested"] - done)
             rows = {name: v[:keep] for name, v in rows.items()}

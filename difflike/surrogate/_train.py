@@ -101,6 +101,9 @@ class TrainSettings:
             smooth likelihoods.
         band: :math:`-2\\Delta` up to which rows weigh fully in the loss.
         tail_power: rows beyond ``band`` weigh ``(band / (-2Δ))**tail_power``.
+        gradient_weight: weight of the gradient term of the loss (module doc), used
+            where the dataset records the labels' gradients; 0 learns the values
+            alone.
         multihead: one network for all expectations (``True``) or one per
             expectation (``False``).
         counting: learn the departure from the counting baseline (module doc);
@@ -131,6 +134,7 @@ class TrainSettings:
     activation: str = "leaky_relu"
     band: float = 10.0
     tail_power: float = 4.0
+    gradient_weight: float = 3.0
     multihead: bool = False
     counting: bool = True
     calibrate: bool = False
@@ -155,10 +159,10 @@ class TrainSettings:
             raise InputError(
                 "split must be three positive fractions summing to 1", got=self.split
             )
-        if not (self.band > 0 and self.tail_power >= 0):
+        if not (self.band > 0 and self.tail_power >= 0 and self.gradient_weight >= 0):
             raise InputError(
-                "band must be positive and tail_power non-negative",
-                got=(self.band, self.tail_power),
+                "band must be positive, tail_power and gradient_weight non-negative",
+                got=(self.band, self.tail_power, self.gradient_weight),
             )
         if self.batch_size < 1 or self.max_epochs < 1 or self.patience < 1:
             raise InputError(
@@ -273,22 +277,43 @@ def band_weights(delta: np.ndarray, band: float, power: float) -> np.ndarray:
 # ---- one network -----------------------------------------------------------
 
 
-def _loss(arch, params, x, y, w, x0):
+def _loss(arch, params, x0, gradient_weight, x, y, w, *grad):
+    """``(loss, value term)``: the weighted squared error of the standardised values,
+    plus ``gradient_weight`` times that of the gradients where ``grad`` is given.
+
+    ``grad`` is ``(dx, yg, wg)``: each feature's derivative with respect to its
+    yield, times that yield's scale, ``(n, nfeature)`` (feature ``j`` depends on
+    yield ``j % nsignal`` alone, :func:`~difflike.surrogate._surrogate.features`);
+    the target gradients in the same units, ``(n, nout, nsignal)``; their weights
+    ``(n,)`` (zero where a label's gradient is not finite)."""
     pred = apply(arch, params, x) - apply(arch, params, x0)
-    return jnp.sum(w[:, None] * (pred - y) ** 2) / (jnp.sum(w) * y.shape[-1])
+    value = jnp.sum(w[:, None] * (pred - y) ** 2) / (jnp.sum(w) * y.shape[-1])
+    if not grad:
+        return value, value
+    dx, yg, wg = grad
+    n, nout, nsignal = yg.shape
+    # d output / d feature per row (reverse mode: fewer outputs than features)
+    jac = jax.vmap(jax.jacrev(lambda xi: apply(arch, params, xi[None])[0]))(x)
+    pred_g = (jac * dx[:, None, :]).reshape(n, nout, -1, nsignal).sum(axis=2)
+    err = jnp.sum(wg[:, None, None] * (pred_g - yg) ** 2)
+    term = err / (jnp.maximum(jnp.sum(wg), 1e-30) * nout * nsignal)
+    return value + gradient_weight * term, value
 
 
-def _programs(arch: Architecture, tx, nbatch: int, batch: int):
-    """The compiled epoch (``lax.scan`` over shuffled minibatches) and validation loss."""
+def _programs(arch: Architecture, tx, nbatch: int, batch: int, gradient_weight: float):
+    """The compiled epoch (``lax.scan`` over shuffled minibatches) and validation
+    loss (the value term alone, comparable between trainings with and without
+    gradients)."""
 
     @jax.jit
-    def epoch(params, opt_state, key, x, y, w, x0):
-        perm = jax.random.permutation(key, x.shape[0])[: nbatch * batch]
+    def epoch(params, opt_state, key, x0, rows):
+        perm = jax.random.permutation(key, rows[0].shape[0])[: nbatch * batch]
 
         def step(carry, idx):
             params, opt_state = carry
-            loss, grads = jax.value_and_grad(
-                lambda p: _loss(arch, p, x[idx], y[idx], w[idx], x0)
+            (loss, _), grads = jax.value_and_grad(
+                lambda p: _loss(arch, p, x0, gradient_weight, *(r[idx] for r in rows)),
+                has_aux=True,
             )(params)
             updates, opt_state = tx.update(grads, opt_state, params)
             return (optax.apply_updates(params, updates), opt_state), loss
@@ -299,16 +324,16 @@ def _programs(arch: Architecture, tx, nbatch: int, batch: int):
         return params, opt_state, jnp.mean(losses)
 
     @jax.jit
-    def evaluate(params, x, y, w, x0):
-        return _loss(arch, params, x, y, w, x0)
+    def evaluate(params, x0, x, y, w):
+        return _loss(arch, params, x0, 0.0, x, y, w)[1]
 
     return epoch, evaluate
 
 
 def train_network(
     arch: Architecture,
-    train: tuple[np.ndarray, np.ndarray, np.ndarray],
-    val: tuple[np.ndarray, np.ndarray, np.ndarray],
+    train: tuple[np.ndarray, ...],
+    val: tuple[np.ndarray, ...],
     x0: np.ndarray,
     *,
     learning_rate: float,
@@ -324,7 +349,9 @@ def train_network(
     Args:
         arch: the network.
         train, val: ``(x, y, w)``: inputs ``(n, nin)``, targets ``(n, nout)`` and
-            loss weights ``(n,)``, standardised, float32.
+            loss weights ``(n,)``, standardised, float32; ``train`` may carry the
+            gradient targets after them, ``(dx, yg, wg)`` (:func:`_loss`), learnt
+            with weight ``settings.gradient_weight``.
         x0: the standardised zero-yield input, ``(1, nin)`` (subtracted, see
             :mod:`difflike.surrogate._surrogate`).
         checkpoints: Orbax checkpoint folder; resumes from it when it holds one.
@@ -336,11 +363,11 @@ def train_network(
     """
     import orbax.checkpoint as ocp
 
-    x, y, w = (jnp.asarray(a, jnp.float32) for a in train)
-    xv, yv, wv = (jnp.asarray(a, jnp.float32) for a in val)
+    rows = tuple(jnp.asarray(a, jnp.float32) for a in train)
+    xv, yv, wv = (jnp.asarray(a, jnp.float32) for a in val[:3])
     x0 = jnp.asarray(x0, jnp.float32)
-    batch = max(1, min(batch_size, x.shape[0]))
-    nbatch = max(1, x.shape[0] // batch)
+    batch = max(1, min(batch_size, rows[0].shape[0]))
+    nbatch = max(1, rows[0].shape[0] // batch)
     total = settings.max_epochs * nbatch
     schedule = optax.warmup_cosine_decay_schedule(
         init_value=0.0,
@@ -350,7 +377,9 @@ def train_network(
         end_value=0.01 * learning_rate,
     )
     tx = optax.adamw(schedule, weight_decay=settings.weight_decay)
-    epoch_fn, evaluate = _programs(arch, tx, nbatch, batch)
+    epoch_fn, evaluate = _programs(
+        arch, tx, nbatch, batch, float(settings.gradient_weight)
+    )
 
     params = init_params(arch, seed)
     state = {
@@ -405,8 +434,8 @@ def train_network(
     try:
         while epoch < settings.max_epochs and epoch - best_epoch <= settings.patience:
             key, sub = jax.random.split(key)
-            params, opt_state, loss = epoch_fn(params, opt_state, sub, x, y, w, x0)
-            val_loss = float(evaluate(params, xv, yv, wv, x0))
+            params, opt_state, loss = epoch_fn(params, opt_state, sub, x0, rows)
+            val_loss = float(evaluate(params, x0, xv, yv, wv))
             history[epoch] = (float(loss), val_loss)
             if not math.isfinite(val_loss):
                 break
@@ -550,6 +579,21 @@ def train(
     )
     x_all = ((feats - x_shift) / x_scale).astype(np.float32)
     y_all = (target / y_scale).astype(np.float32)
+    gradients = getattr(dataset, "gradient", None)
+    use_gradients = gradients is not None and settings.gradient_weight > 0
+    if use_gradients:
+        # the gradient targets in the values' standardised units per yield scale
+        u = np.maximum(signal[train_rows].std(axis=0), 1e-6)
+        learnt = np.asarray(gradients[:, cols], np.float64)
+        if counting:
+            learnt = learnt - _counting_gradient(count, signal)
+        g_all = learnt / y_scale[None, :, None] * u
+        g_ok = np.isfinite(g_all).all(axis=2)
+        g_all = np.where(g_ok[..., None], g_all, 0.0).astype(np.float32)
+        slopes = np.asarray(_feature_slopes(signal, background, log_features))
+        dx_all = (slopes / x_scale * np.tile(u, slopes.shape[1] // len(u))).astype(
+            np.float32
+        )
     zero = np.asarray(
         features(np.zeros((1, signal.shape[1])), background, log_features)
     )
@@ -569,8 +613,12 @@ def train(
         w = np.min(
             band_weights(delta[np.ix_(r, heads)], settings.band, settings.tail_power),
             axis=1,
-        )
-        return x_all[r], y_all[np.ix_(r, heads)], w.astype(np.float32)
+        ).astype(np.float32)
+        out = (x_all[r], y_all[np.ix_(r, heads)], w)
+        if not use_gradients:
+            return out
+        wg = w * np.all(g_ok[np.ix_(r, heads)], axis=1)
+        return (*out, dx_all[r], g_all[np.ix_(r, heads)], wg.astype(np.float32))
 
     params_all, archs_all, ensembles = [], [], []
     for g, heads in enumerate(groups):
@@ -668,6 +716,8 @@ def train(
                 "seed": meta.get("seed"),
             },
             "settings": settings.to_json(),
+            # whether the loss had the labels' gradients (datasets since 2026-12-05)
+            "gradients": bool(use_gradients),
             # per expectation and signal bin, the factor calibrate put on the
             # counting baseline's variance (ones without it)
             "counting_variance_scales": scales.tolist(),
@@ -690,6 +740,29 @@ def train(
     )
     surrogate.save(out)
     return surrogate
+
+
+def _counting_gradient(count: dict[str, np.ndarray], signal: np.ndarray) -> np.ndarray:
+    """:math:`\\partial\\Delta_\\mathrm{c}/\\partial s` of every expectation at every row of
+    ``signal`` ``(n, nsignal)``: ``(n, nexpect, nsignal)`` float64."""
+    args = [jnp.asarray(count[k], jnp.float64) for k in COUNT_KEYS]
+    jac = jax.jit(jax.vmap(jax.jacrev(lambda s: counting_delta(*args, s))))
+    step = 65536  # bounded memory on large datasets
+    parts = [
+        jac(jnp.asarray(signal[i : i + step])) for i in range(0, len(signal), step)
+    ]
+    return np.concatenate([np.asarray(p) for p in parts])
+
+
+def _feature_slopes(
+    signal: np.ndarray, background: np.ndarray, log: bool
+) -> np.ndarray:
+    """Each feature's derivative with respect to the one yield it depends on,
+    ``(n, nfeature)`` (:func:`~difflike.surrogate._surrogate.features`)."""
+    from difflike.surrogate._surrogate import features
+
+    s = jnp.asarray(signal, jnp.float32)
+    return jax.jvp(lambda x: features(x, background, log), (s,), (jnp.ones_like(s),))[1]
 
 
 #: what the surrogate's metadata records of each ensemble member

@@ -75,6 +75,8 @@ def test_dataset_layout(dataset, sr):
     assert len(dataset) == N
     assert dataset.signal.shape == (N, model.config.nsignal)
     assert dataset.delta.shape == (N, 4) and dataset.converged.all()
+    assert dataset.gradient.shape == (N, 4, model.config.nsignal)
+    assert dataset.gradient.dtype == np.float32 and np.isfinite(dataset.gradient).all()
     meta = dataset.meta
     assert meta["complete"] and meta["requested"] == N
     assert meta["workspace"]["sha256"] == model.config.digest
@@ -111,6 +113,36 @@ def test_labels_are_delta(dataset, sr):
         assert np.allclose(dataset.delta[rows, col], ref, rtol=0, atol=1e-8), e
     # pyhf's Asimov data at mu = 0 are the a-posteriori expectation
     assert np.array_equal(dataset.delta[:, 1], dataset.delta[:, 2])
+
+
+def test_label_gradients(dataset, sr):
+    """The stored gradients are d Delta / d s of the labels: central differences of
+    the labeller (step 1e-4 of the yield scale) within 1e-4 relative, and the
+    labeller's own gradients equal the stored ones."""
+    model, data = sr
+    targets, column, ok = background_targets(model, data, SETTINGS.expectations)
+    rows = np.arange(3, N, 100)
+    s = dataset.signal[rows]
+    kw = dict(restart_above=SETTINGS.label_restart_above)
+    d, _, conv, g = label(model, targets, column, s, ok, return_gradient=True, **kw)
+    assert conv.all()
+    np.testing.assert_allclose(d, dataset.delta[rows], rtol=0, atol=1e-8)
+    np.testing.assert_allclose(g, dataset.gradient[rows], rtol=1e-6, atol=1e-6)
+    h = 1e-4 * np.asarray(dataset.meta["space"]["scale"])
+    fd = np.stack(
+        [
+            (
+                label(model, targets, column, s + h[i] * np.eye(len(h))[i], ok, **kw)[0]
+                - label(model, targets, column, s - h[i] * np.eye(len(h))[i], ok, **kw)[
+                    0
+                ]
+            )
+            / (2 * h[i])
+            for i in range(len(h))
+        ],
+        axis=-1,
+    )
+    np.testing.assert_allclose(g, fd, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.slow
