@@ -848,9 +848,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--gradient-weight",
         type=float,
-        default=3.0,
+        default=0.0,
         help="weight of the labels' gradients in the loss, where the dataset has "
-        "them (default 3; 0: values alone; docs/surrogates.md)",
+        "them (default 0: values alone; docs/surrogates.md)",
     )
     p.add_argument(
         "--expectations", nargs="+", help="expectations to learn (default: all)"

@@ -31,8 +31,10 @@ r"""Training surrogates: Optax Adam, early stopping, ensembles, hyper-parameter 
    gradient :math:`\partial\Delta/\partial s` (:mod:`difflike.sample`), the loss
    adds ``gradient_weight`` times the same weighted squared error of the network's
    gradient (through the features, in units of the target's scale per training
-   standard deviation of each yield): N more numbers per row, which on
-   ATLAS-SUSY-2019-08 raised the band rows within 0.05 by 10-17 points.
+   standard deviation of each yield): N more numbers per row. Off by default:
+   weight 3 raised the ATLAS-SUSY-2019-08 band rows within 0.05 by 9-10 points
+   but cost ATLAS-SUSY-2018-04's observed band most of its accuracy
+   (docs/surrogates.md).
 4. **Optimiser.** Adam (``optax.adamw`` with optional decoupled weight decay),
    learning rate warmed up linearly over ``warmup_epochs`` then decayed by a cosine
    to 1% over ``max_epochs``; minibatches reshuffled every epoch; an epoch is one
@@ -107,8 +109,11 @@ class TrainSettings:
         band: :math:`-2\\Delta` up to which rows weigh fully in the loss.
         tail_power: rows beyond ``band`` weigh ``(band / (-2Δ))**tail_power``.
         gradient_weight: weight of the gradient term of the loss (module doc), used
-            where the dataset records the labels' gradients; 0 learns the values
-            alone.
+            where the dataset records the labels' gradients; 0 (the default)
+            learns the values alone. The term is in the targets' own units, so
+            its best weight depends on the likelihood: 3 helped on
+            ATLAS-SUSY-2019-08 and hurt on ATLAS-SUSY-2018-04
+            (docs/surrogates.md).
         multihead: one network for all expectations (``True``) or one per
             expectation (``False``).
         counting: learn the departure from the counting baseline (module doc);
@@ -139,7 +144,7 @@ class TrainSettings:
     activation: str = "leaky_relu"
     band: float = 10.0
     tail_power: float = 4.0
-    gradient_weight: float = 3.0
+    gradient_weight: float = 0.0
     multihead: bool = False
     counting: bool = True
     calibrate: bool = False

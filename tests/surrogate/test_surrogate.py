@@ -58,6 +58,7 @@ FAST = TrainSettings(
     patience=50,
     trials=2,
     ensemble=2,
+    gradient_weight=3.0,  # the default is 0; the fixture exercises the gradients
 )
 #: what the fixture learns; observed's Asimov likelihood is then aposteriori's network
 LEARNED = ("observed", "aposteriori")
