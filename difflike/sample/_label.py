@@ -11,8 +11,8 @@ expectation, so ``"observed_asimov"`` equals ``"aposteriori"``) share their fits
 
 Each label comes with its gradient :math:`\partial\Delta_e/\partial s` at the same
 minimum, which costs one reverse pass of :math:`\ln L` at fixed parameters
-(envelope theorem) against the fit's dozens of Hessians: surrogates learn from
-both (:mod:`difflike.surrogate._train`).
+(envelope theorem) against the fit's dozens of Hessians: surrogates can learn
+from both (``gradient_weight``, :mod:`difflike.surrogate._train`).
 """
 
 from __future__ import annotations
