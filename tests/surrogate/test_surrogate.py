@@ -196,6 +196,28 @@ def test_band_weights():
     np.testing.assert_allclose(band_weights(delta, 10.0, 0.0), np.ones(5))
 
 
+def test_target_scales_follow_the_loss_weights():
+    """The standardisation scale is the weighted standard deviation of the
+    converged rows, so far-tail rows that barely weigh in the loss do not set it."""
+    from difflike.surrogate._train import target_scales
+
+    rng = np.random.default_rng(3)
+    band = rng.normal(0.0, 1.0, 400)
+    tails = rng.normal(0.0, 50.0, 100)
+    target = np.concatenate([band, tails])[:, None].repeat(2, axis=1)
+    weights = np.concatenate([np.ones(400), np.full(100, 1e-6)])[:, None].repeat(2, 1)
+    ok = np.ones_like(target, bool)
+    ok[:200, 1] = False  # the second expectation lost half its band rows
+    target[:200, 1] = np.nan  # values of failed fits must not leak in
+    scales = target_scales(target, weights, ok)
+    np.testing.assert_allclose(scales[0], np.std(band), rtol=1e-3)
+    np.testing.assert_allclose(scales[1], np.std(band[200:]), rtol=1e-3)
+    assert np.all(np.isfinite(scales))
+    # equal weights: the plain standard deviation
+    flat = target_scales(target[:, :1], np.ones((500, 1)), ok[:, :1])
+    np.testing.assert_allclose(flat, [np.std(target[:, 0])])
+
+
 def test_split_is_seeded_and_disjoint():
     a = split_indices(1000, (0.6, 0.2, 0.2), seed=3)
     b = split_indices(1000, (0.6, 0.2, 0.2), seed=3)
