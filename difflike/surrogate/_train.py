@@ -37,8 +37,8 @@ r"""Training surrogates: Optax Adam, early stopping, ensembles, hyper-parameter 
    gradient (through the features, in units of the target's scale per training
    standard deviation of each yield): N more numbers per row. Off by default:
    weight 3 raised the ATLAS-SUSY-2019-08 band rows within 0.05 by 9-10 points
-   but cost ATLAS-SUSY-2018-04's observed band most of its accuracy
-   (docs/surrogates.md).
+   before the targets' scale was loss-weighted (nothing since) and costs
+   ATLAS-SUSY-2018-04's observed band most of its accuracy (docs/surrogates.md).
 4. **Optimiser.** Adam (``optax.adamw`` with optional decoupled weight decay),
    learning rate warmed up linearly over ``warmup_epochs`` then decayed by a cosine
    to 1% over ``max_epochs``; minibatches reshuffled every epoch; an epoch is one
