@@ -603,10 +603,9 @@ def train(
     feats = np.asarray(features(signal, background, log_features), np.float64)
     x_shift = feats[train_rows].mean(axis=0)
     x_scale = np.maximum(feats[train_rows].std(axis=0), 1e-6)
+    loss_weights = band_weights(delta, settings.band, settings.tail_power)
     y_scale = target_scales(
-        target[train_rows],
-        band_weights(delta[train_rows], settings.band, settings.tail_power),
-        conv[train_rows],
+        target[train_rows], loss_weights[train_rows], conv[train_rows]
     )
     x_all = ((feats - x_shift) / x_scale).astype(np.float32)
     y_all = (target / y_scale).astype(np.float32)
@@ -641,10 +640,7 @@ def train(
     def rows(part, heads):
         ok = np.all(conv[np.ix_(part, heads)], axis=1)
         r = part[ok]
-        w = np.min(
-            band_weights(delta[np.ix_(r, heads)], settings.band, settings.tail_power),
-            axis=1,
-        ).astype(np.float32)
+        w = np.min(loss_weights[np.ix_(r, heads)], axis=1).astype(np.float32)
         out = (x_all[r], y_all[np.ix_(r, heads)], w)
         if not use_gradients:
             return out
