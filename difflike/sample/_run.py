@@ -496,11 +496,14 @@ def sample(
                     [np.asarray(stats.accept_prob).reshape(-1), np.ones(ne)]
                 ),
             }
+            # the last chunk keeps only what completes the request: label no more
+            keep = min(len(signal), meta["requested"] - done)
+            rows = {name: v[:keep] for name, v in rows.items()}
             rows["delta"], rows["nll"], rows["converged"], grad = label(
                 model,
                 labels,
                 column,
-                signal,
+                rows["signal"],
                 base_ok,
                 batch_size=settings.label_batch,
                 tol=settings.label_tol,
@@ -510,8 +513,6 @@ def sample(
             )
             rows["gradient"] = grad.astype(np.float32)
             t2 = time.perf_counter()
-            keep = min(len(signal), meta["requested"] - done)
-            rows = {name: v[:keep] for name, v in rows.items()}
             name = f"chunk-{k:05d}.npz"
             digest = _dataset.write_npz(
                 folder / name, {**rows, **state_to_arrays(state)}
