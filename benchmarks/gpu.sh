@@ -10,6 +10,18 @@
 #   fits       profile_vs_pyhf.py: CLs grid + fit throughput at 10^0..10^5 hypotheses
 #   limits     profile_vs_pyhf.py: the 2018-04 upper-limit grid (one pyhf point timed)
 #   surrogate  surrogate_speed.py on the surrogate folder in $SURROGATE
+#   dataset19  `difflike sample` of $N_DATASET19 (default 120,000) ATLAS-SUSY-2019-08
+#              yields with label restarts into OUT/dataset-2019-08 (resumable; what
+#              is committed when the limit strikes is kept; $CHAINS19 chains per
+#              density, default 32)
+#   train19    the default surrogate on that dataset, then surrogate_accuracy.py
+#              (test split + the 125 patchset points); the surrogate folder comes
+#              back as OUT/surrogate-2019-08.tar
+#              One 10-minute call holds `dataset19 train19 bundle19` with the
+#              default limits (330 + 150 + 100 s): 8 files come back at most, and
+#              120,000 rows make ~33 MB of .tgz (3 parts) beside 4 logs and the tar
+#   bundle19   the dataset as OUT/dataset-2019-08.tgz.NN, 15 MB parts (the files
+#              that come back are capped at 16 MB each): `cat *.tgz.* | tar -xz`
 # Each part runs under its own time limit ($LIMIT_<PART>, seconds) so that one slow
 # part cannot take the others' time (on an H200, 2026-12-04: the sampling part's
 # first call compiles for over 190 s on an empty cache; the dataset part then makes
@@ -61,6 +73,27 @@ for part in ${parts[*]}; do
     run surrogate "${LIMIT_SURROGATE:-180}" python3 "$here/surrogate_speed.py" \
       --surrogate "${SURROGATE:?surrogate folder}" --n-eval 100000 \
       --n-limits 10000 --n-exact 1024 --json "$out/surrogate.json" ;;
+  dataset19)
+    run dataset19 "${LIMIT_DATASET19:-330}" python3 -m difflike sample \
+      "$lik/ATLAS-SUSY-2019-08/BkgOnly.json" \
+      --signal-regions SRLMEM_mct2 SRMMEM_mct2 SRHMEM_mct2 \
+      --n "${N_DATASET19:-120000}" --chains "${CHAINS19:-32}" --out "$out/dataset-2019-08" --json ;;
+  train19)
+    # the recipe measured on the CPU (docs/surrogates.md), on however many rows
+    # dataset19 committed; $TRAIN19_ARGS adds options (e.g. the SiLU 3x256 recipe).
+    # The accuracy runs only on a finished surrogate (it would train one itself);
+    # the checkpoints come back too, so a cut-off training resumes elsewhere.
+    run train19 "${LIMIT_TRAIN19:-150}" python3 -m difflike train \
+      "$out/dataset-2019-08" --out "$out/surrogate-2019-08" --batch-size 256 \
+      --epochs 300 --patience 40 --trials 2 --ensemble 2 --quiet ${TRAIN19_ARGS:-}
+    [ -f "$out/surrogate-2019-08/surrogate.json" ] &&
+      run accuracy19 "${LIMIT_ACCURACY19:-100}" python3 "$here/surrogate_accuracy.py" \
+        --dataset "$out/dataset-2019-08" --out "$out/surrogate-2019-08" --markdown
+    tar -C "$out" -cf "$out/surrogate-2019-08.tar" surrogate-2019-08 &&
+      rm -rf "$out/surrogate-2019-08" ;;
+  bundle19)
+    tar -C "$out" -czf - dataset-2019-08 | split -b 15M -d - "$out/dataset-2019-08.tgz." &&
+      rm -rf "$out/dataset-2019-08" ;;
   *) echo "unknown part $part" >&2 ;;
   esac
 done

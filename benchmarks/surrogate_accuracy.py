@@ -9,10 +9,11 @@
    exclusion decisions agree for ≥ 99%).
 
     python benchmarks/surrogate_accuracy.py --dataset DIR --out SURROGATE_DIR
-        [--patchset PATCHSET] [--markdown]
+        [--workspace WS] [--patchset PATCHSET] [--markdown]
 
 Trains the surrogate into ``--out`` first (resumable) unless it holds one already.
-The workspace is the dataset's (its recorded source); ``--patchset`` defaults to
+The workspace is the dataset's (its recorded source, or ``--workspace`` with the
+same SHA-256); ``--patchset`` defaults to
 ``patchset.json.gz`` beside it (the built-in example's for the example).
 """
 
@@ -51,6 +52,12 @@ def main() -> None:
     parser.add_argument("--dataset", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True, help="surrogate folder")
     parser.add_argument("--patchset", type=Path)
+    parser.add_argument(
+        "--workspace",
+        type=Path,
+        help="the workspace where it is not at the path the surrogate records (a "
+        "dataset made on another machine); its SHA-256 must match",
+    )
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
 
@@ -62,11 +69,14 @@ def main() -> None:
     else:
         sur = train(ds, args.out, TrainSettings())
         log(f"trained in {time.perf_counter() - start:.0f} s")
-    source = Path(sur.meta["workspace"]["source"])
+    source = args.workspace or Path(sur.meta["workspace"]["source"])
     patchset = args.patchset or patchset_beside(source)
     regions = list(sur.signal_regions)
-    names, yields = dl.workspace.signal_yields(source, patchset, regions)
     model, data = dl.load(source, signal_regions=regions)
+    recorded = sur.meta["workspace"].get("sha256")
+    if recorded and str(model.config.digest) != recorded:
+        sys.exit(f"{source}: not the workspace the surrogate was trained on (SHA-256)")
+    names, yields = dl.workspace.signal_yields(source, patchset, regions)
     log(f"{len(names)} patchset points; exact limits ...")
     inf = inference_metrics(sur, model, data, yields)
 
