@@ -32,6 +32,7 @@ import numpy as np
 
 import difflike as dl
 from difflike.sample import load_dataset
+from difflike.sample._dataset import recorded_workspace
 from difflike.surrogate import TrainSettings, inference_metrics, load_folder, train
 
 
@@ -72,10 +73,7 @@ def main() -> None:
     source = args.workspace or Path(sur.meta["workspace"]["source"])
     patchset = args.patchset or patchset_beside(source)
     regions = list(sur.signal_regions)
-    model, data = dl.load(source, signal_regions=regions)
-    recorded = sur.meta["workspace"].get("sha256")
-    if recorded and str(model.config.digest) != recorded:
-        sys.exit(f"{source}: not the workspace the surrogate was trained on (SHA-256)")
+    model, data = recorded_workspace(sur.meta["workspace"], regions, source)
     names, yields = dl.workspace.signal_yields(source, patchset, regions)
     log(f"{len(names)} patchset points; exact limits ...")
     inf = inference_metrics(sur, model, data, yields)

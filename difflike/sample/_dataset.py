@@ -61,6 +61,7 @@ __all__ = [
     "VERSION",
     "YieldDataset",
     "load_dataset",
+    "recorded_workspace",
 ]
 
 FORMAT = "difflike-yield-samples"
@@ -237,3 +238,33 @@ def load_dataset(folder: str | os.PathLike) -> YieldDataset:
         if v is not None
     }
     return YieldDataset(**arrays, **extra, meta=meta, folder=folder)
+
+
+def recorded_workspace(
+    workspace: Mapping[str, Any],
+    signal_regions,
+    path: str | os.PathLike | None = None,
+    why: str = "this needs the dataset's workspace",
+    hint: str = "",
+):
+    """``(model, data)`` of the signal-region model a dataset (or a surrogate trained
+    on it) was made from: its ``meta["workspace"]`` record (``source``, ``sha256``),
+    read from ``path`` where given (a dataset made on another machine) and checked
+    against the recorded SHA-256. Where the file is missing the error says ``why``
+    it was needed and, with ``hint``, how to do without."""
+    import difflike as dl
+
+    source = Path(path if path is not None else workspace.get("source", ""))
+    if not source.is_file():
+        extra = f" ({hint})" if hint else ""
+        raise InputError(f"{why}, which is not there{extra}", file=str(source))
+    model, data = dl.load(source, signal_regions=list(signal_regions))
+    if str(model.config.digest) != workspace.get("sha256"):
+        raise InputError(
+            "the workspace is not the one the dataset was sampled from (SHA-256 "
+            "differs)",
+            file=str(source),
+            got=str(model.config.digest),
+            expected=workspace.get("sha256"),
+        )
+    return model, data

@@ -825,25 +825,14 @@ COUNT_KEYS = ("data", "background", "variance")
 def _counting_parameters(meta: dict[str, Any], names: tuple[str, ...]) -> dict:
     """The counting baseline of the dataset's workspace for expectations ``names``
     (datasets written before the sampler stored it in ``meta["counting"]``)."""
-    import difflike as dl
+    from difflike.sample._dataset import recorded_workspace
 
-    workspace = meta.get("workspace", {})
-    source = Path(workspace.get("source", ""))
-    if not source.is_file():
-        raise InputError(
-            "the counting baseline needs the dataset's workspace, which is not there "
-            "(train with counting=False, or --no-counting, to do without)",
-            file=str(source),
-        )
-    model, data = dl.load(source, signal_regions=meta["signal_regions"])
-    if str(model.config.digest) != workspace.get("sha256"):
-        raise InputError(
-            "the workspace is not the one the dataset was sampled from (SHA-256 "
-            "differs)",
-            file=str(source),
-            got=str(model.config.digest),
-            expected=workspace.get("sha256"),
-        )
+    model, data = recorded_workspace(
+        meta.get("workspace", {}),
+        meta["signal_regions"],
+        why="the counting baseline needs the dataset's workspace",
+        hint="train with counting=False, or --no-counting, to do without",
+    )
     from difflike.sample._label import background_targets, counting_summary
 
     targets, column, _ = background_targets(model, data, names)
