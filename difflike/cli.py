@@ -670,6 +670,22 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_relabel(args: argparse.Namespace) -> int:
+    from difflike.sample import relabel, summarize
+
+    ds = relabel(
+        args.dataset, args.out, workspace=args.workspace, progress=not args.quiet
+    )
+    summary = summarize(ds)
+    if args.json:
+        print(json.dumps(summary.to_json(), indent=1))
+    else:
+        _print_summary(summary, ds.meta)
+        changed = {e: v["starts"] for e, v in ds.meta["basins"].items()}
+        print(f"\nother minima used as starts, per expectation: {changed}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     import difflike
 
@@ -785,6 +801,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser(
+        "relabel",
+        help="a dataset's labels made again with this version's labeller (the other "
+        "minima of the profile), into a new folder",
+    )
+    p.add_argument("dataset", help="dataset folder written by 'difflike sample'")
+    p.add_argument(
+        "--out", required=True, help="new dataset folder (resumed if present)"
+    )
+    p.add_argument(
+        "--workspace",
+        help="the workspace where it is not at the path the dataset records "
+        "(its SHA-256 must match)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=cmd_relabel)
 
     p = sub.add_parser(
         "train", help="train a surrogate on a dataset written by 'difflike sample'"

@@ -45,6 +45,7 @@ def test_sample_names():
             "background_targets",
             "label",
             "load_dataset",
+            "relabel",
             "sample",
             "summarize",
             "yield_space",

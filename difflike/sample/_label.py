@@ -5,7 +5,16 @@ For each expectation the data set and its background-only fit are computed once
 sample's yields, started from that background-only fit. Where that label lies
 beyond :data:`RESTART_ABOVE`, or a yield is negative, the fit is repeated from
 other starts (:mod:`difflike.fit._restarts`: probes, and the mirror of the first
-minimum) and the deepest minimum kept: there the profile can be multimodal. Expectations whose data
+minimum) and the deepest minimum kept: there the profile can be multimodal.
+
+Some minima are not reached that way near zero signal. :func:`find_basins` looks
+for them once per data set, at yields far below the background where the probes do
+reach them; every label is then also fitted from each minimum it found, and the
+deepest background-only minimum, not necessarily the one Newton reaches from the
+model's initial parameters, is the reference of :math:`\Delta` (so
+:math:`\Delta(0) = 0` and labels are continuous where two minima cross; a label
+that took the other minimum only where the probes find it jumped by up to 0.4 in
+:math:`-2\Delta` on ATLAS-SUSY-2018-04, docs/sampling.md). Expectations whose data
 are identical (pyhf's Asimov data at :math:`\mu = 0` *are* the a-posteriori
 expectation, so ``"observed_asimov"`` equals ``"aposteriori"``) share their fits.
 
@@ -40,6 +49,7 @@ __all__ = [
     "RESTART_PROBES",
     "background_targets",
     "counting_summary",
+    "find_basins",
     "label",
 ]
 
@@ -73,6 +83,18 @@ RESTART_ABOVE = 20.0
 RESTART_PROBES = 2
 #: iteration cap of a restarted fit (from the background-only fit ~10 suffice)
 RESTART_MAX_ITER = 100
+#: where :func:`find_basins` looks for other minima: each signal bin alone at
+#: these multiples of its post-fit background. On ATLAS-SUSY-2018-04 the observed
+#: profile has a second minimum (``TopSystHardCodeSR1`` pulled by +1.3 instead of
+#: the tau energy scale) from the background-only fit itself, 0.043 deeper in
+#: -ln L, to yields well above zero; the probes reach it only from yields below
+#: about -0.5, and labels that took it there and not beside it jumped by up to
+#: 0.4 in -2 Delta along that line (docs/sampling.md).
+BASIN_YIELDS = (-0.8,)
+#: the most other starts a data set keeps
+BASIN_STARTS = 2
+#: how much deeper in -ln L a minimum must be to count as another one
+BASIN_MIN_GAIN = 1e-4
 
 
 def background_targets(
@@ -82,8 +104,11 @@ def background_targets(
     *,
     tol: float = TOL,
     max_iter: int = MAX_ITER,
+    basins: bool = True,
 ) -> tuple[Target, np.ndarray, Bool[Array, " nexpect"]]:
-    """The data and background-only fit of each expectation.
+    """The data and background-only fit of each expectation; with ``basins``, the
+    other minima of the profile that :func:`find_basins` finds, and the deepest
+    background-only minimum as the reference.
 
     Returns:
         ``(targets, column, ok)``: one :class:`Target` per *distinct* data set
@@ -123,7 +148,73 @@ def background_targets(
     targets = Target(
         data=stacked, init=fits.pars, nll0=fits.nll, beta=jnp.ones(len(sets))
     )
+    if basins:
+        targets = find_basins(model, targets, tol=tol, max_iter=max_iter)
     return targets, np.asarray(column), jnp.stack(oks) & fits.converged
+
+
+def find_basins(
+    model: Model, targets: Target, *, tol: float = TOL, max_iter: int = MAX_ITER
+) -> Target:
+    """``targets`` with the other minima of each data set's profile as ``starts``,
+    and the deepest background-only minimum as ``init`` and ``nll0`` (module doc).
+
+    The search: each signal bin alone at :data:`BASIN_YIELDS` times its post-fit
+    background, labelled with restarts (probes and the mirror,
+    :mod:`difflike.fit._restarts`). Where a restart ends at least
+    :data:`BASIN_MIN_GAIN` deeper than the fit from ``init``, its minimum is
+    another start (at most :data:`BASIN_STARTS` per data set, the largest gains
+    first), and the background-only fit is made again from it: a deeper minimum
+    there becomes the reference, and the old one a start.
+    """
+    config = model.config
+    zero = jnp.zeros(config.nsignal)
+    bins = jnp.asarray(model.signal_bins)
+    background = np.asarray(model.expected_actualdata(targets.init[0], zero)[bins])
+    yields = np.concatenate([f * np.diag(background) for f in BASIN_YIELDS])
+    kw = dict(tol=LABEL_TOL, solver=LABEL_SOLVER)
+    first = _label_rows(partial(_label_kernel, model, targets, **kw), 64, yields)
+    kernel = partial(_restart_kernel, model, targets, probes=RESTART_PROBES, **kw)
+    again = _label_rows(kernel, 64, yields, first[4])
+    gain = np.where(
+        again[2], np.where(first[2], first[1] - again[1], np.inf), -np.inf
+    )  # (nyields, ntargets)
+    minima = np.asarray(again[4])
+    init, nll0 = np.array(targets.init), np.array(targets.nll0)
+    lists = []
+    for t in range(len(nll0)):
+        rows = [r for r in np.argsort(-gain[:, t]) if gain[r, t] >= BASIN_MIN_GAIN]
+        starts = [minima[r, t] for r in rows[:BASIN_STARTS]]
+        if starts:
+            fit = _fit_kernel(
+                model,
+                targets.data[t],
+                zero,
+                jnp.zeros(()),
+                jnp.asarray(np.stack(starts)),
+                fix_poi=True,
+                tol=tol,
+                max_iter=max_iter,
+            )
+            value = np.where(np.asarray(fit.converged), np.asarray(fit.nll), np.inf)
+            k = int(np.argmin(value))
+            if value[k] < nll0[t] - BASIN_MIN_GAIN:
+                # the background-only fit had stopped in a shallower minimum
+                starts[k] = init[t].copy()
+                init[t], nll0[t] = np.asarray(fit.pars[k]), value[k]
+        lists.append(starts)
+    most = max(map(len, lists))
+    if most == 0:
+        return targets
+    padded = np.stack(
+        [np.stack([*st, *[init[t]] * (most - len(st))]) for t, st in enumerate(lists)]
+    )
+    return replace(
+        targets,
+        init=jnp.asarray(init),
+        nll0=jnp.asarray(nll0),
+        starts=jnp.asarray(padded),
+    )
 
 
 def signal_bin_covariance(
@@ -244,17 +335,58 @@ def _restart_kernel(model, targets: Target, signal, first, *, tol, solver, probe
         other = delta_at(model, replace(target, init=start), s, return_pars=True, **kw)
         keep = deeper(other[2], other[1], out[2], out[1])
         delta, nll, status, pars = jax.tree.map(partial(jnp.where, keep), other, out)
+        return delta, nll, status, _gradient(model, data, pars, s), pars
+
+    run = vectorize(
+        one,
+        "(n),(p),(),(s),(p)->(),(),(),(s),(p)",
+        batch_ndim=lambda _: 0,
+        chunk=default_chunk(),
+    )
+    delta, nll, status, grad, pars = run(
+        model, targets.data, targets.init, targets.nll0, signal[:, None, :], first
+    )
+    return delta, nll, status <= 1, grad, pars
+
+
+@partial(jax.jit, static_argnames=("tol", "solver"))
+def _start_kernel(model, targets: Target, signal, *, tol, solver):
+    """``(delta, nll, converged, gradient)``, each ``(n, ntargets[, nsignal])``: the
+    fits of :func:`_label_kernel` made from each of ``targets.starts`` (``(ntargets,
+    nstarts, npars)``) instead of ``targets.init``, the deepest converged kept."""
+
+    def one(model, data, start, nll0, s):
+        target = Target(data=data, init=start, nll0=nll0, beta=jnp.ones(()))
+        delta, nll, status, pars = delta_at(
+            model,
+            target,
+            s,
+            tol=tol,
+            solver=solver,
+            max_iter=MAX_ITER,
+            return_pars=True,
+        )
         return delta, nll, status, _gradient(model, data, pars, s)
 
     run = vectorize(
         one,
-        "(n),(p),(),(s),(p)->(),(),(),(s)",
+        "(n),(p),(),(s)->(),(),(),(s)",
         batch_ndim=lambda _: 0,
         chunk=default_chunk(),
     )
+    # (n, 1, 1, nsignal) against (ntargets, nstarts, ...): every start of every target
     delta, nll, status, grad = run(
-        model, targets.data, targets.init, targets.nll0, signal[:, None, :], first
+        model,
+        targets.data[:, None],
+        targets.starts,
+        targets.nll0[:, None],
+        signal[:, None, None, :],
     )
+    k = jnp.argmin(jnp.where(status <= 1, nll, jnp.inf), axis=-1)[..., None]
+    delta, nll, status = (
+        jnp.take_along_axis(a, k, axis=-1)[..., 0] for a in (delta, nll, status)
+    )
+    grad = jnp.take_along_axis(grad, k[..., None], axis=2)[:, :, 0]
     return delta, nll, status <= 1, grad
 
 
@@ -298,6 +430,14 @@ def label(
         batch_size,
         signal,
     )
+    best = (delta, nll, ok, grad)
+    every = np.arange(len(signal))
+    has = _has_starts(targets)
+    if has.any():
+        sub = np.flatnonzero(has)
+        subset = jax.tree.map(lambda a: a[sub], targets)
+        kernel = partial(_start_kernel, model, subset, tol=tol, solver=solver)
+        _keep_deeper(best, _label_rows(kernel, batch_size, signal)[:4], every, sub)
     if restart_above is not None:
         far = np.flatnonzero(
             (-2.0 * delta > restart_above).any(axis=1) | (signal < 0).any(axis=1)
@@ -311,17 +451,35 @@ def label(
                 solver=solver,
                 probes=RESTART_PROBES,
             )
-            d2, v2, ok2, g2 = _label_rows(kernel, batch_size, signal[far], pars[far])
-            # a converged fit replaces a failed one or a shallower minimum
-            better = ok2 & (~ok[far] | (v2 < nll[far]))
-            delta[far] = np.where(better, d2, delta[far])
-            nll[far] = np.where(better, v2, nll[far])
-            grad[far] = np.where(better[..., None], g2, grad[far])
-            ok[far] |= better
+            again = _label_rows(kernel, batch_size, signal[far], pars[far])[:4]
+            _keep_deeper(best, again, far, np.arange(delta.shape[1]))
     if base_ok is not None:
         ok = ok & np.asarray(base_ok)[None, :]
     out = (delta[:, column], nll[:, column], ok[:, column])
     return (*out, grad[:, column]) if return_gradient else out
+
+
+def _has_starts(targets: Target) -> np.ndarray:
+    """Which targets have other starts than their ``init``, ``(ntargets,)`` bool."""
+    if targets.starts is None:
+        return np.zeros(len(targets.nll0), bool)
+    starts, init = np.asarray(targets.starts), np.asarray(targets.init)
+    return np.any(starts != init[:, None], axis=(1, 2))
+
+
+def _keep_deeper(best, other, rows, cols) -> None:
+    """Where a fit of ``other`` converged and the one in ``best`` did not, or lies
+    deeper, take it: ``best`` and ``other`` are ``(delta, nll, converged,
+    gradient)``, ``best``'s of every row and target (updated in place), ``other``'s
+    of the rows ``rows`` and targets ``cols`` (index arrays)."""
+    delta, nll, ok, grad = best
+    d2, v2, ok2, g2 = other
+    at = np.ix_(rows, cols)
+    better = ok2 & (~ok[at] | (v2 < nll[at]))
+    delta[at] = np.where(better, d2, delta[at])
+    nll[at] = np.where(better, v2, nll[at])
+    grad[at] = np.where(better[..., None], g2, grad[at])
+    ok[at] |= better
 
 
 def _label_rows(kernel, batch_size, *rows):

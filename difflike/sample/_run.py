@@ -34,18 +34,25 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from difflike._pytree import replace
 from difflike._version import __version__
 from difflike.errors import InputError
 from difflike.fit._api import check_solver
 from difflike.histfactory import Model
 from difflike.sample import _dataset
 from difflike.sample._label import (
+    BASIN_STARTS,
+    BASIN_YIELDS,
     LABEL_SOLVER,
     LABEL_TOL,
     RESTART_ABOVE,
     RESTART_PROBES,
+    _keep_deeper,
+    _label_rows,
+    _start_kernel,
     background_targets,
     counting_summary,
+    find_basins,
     label,
 )
 from difflike.sample._nuts import (
@@ -112,7 +119,8 @@ class SamplerSettings:
         label_restart_above: :math:`-2\\Delta` beyond which (and for negative
             yields) a label's fit is repeated from other starts and the deepest
             minimum kept (:data:`~difflike.sample._label.RESTART_ABOVE`; ``inf``:
-            negative yields only; ``None``: never).
+            negative yields only; ``None``: never, nor from the other minima of
+            :func:`~difflike.sample._label.find_basins`).
         density: ``"joint"``: NUTS samples yields and nuisance parameters
             together (one log-likelihood gradient per leapfrog step,
             :func:`~difflike.sample._target.joint_potential`); ``"profiled"``:
@@ -179,6 +187,11 @@ class SamplerSettings:
             k: list(v) if isinstance(v, tuple) else v
             for k, v in dataclasses.asdict(self).items()
         }
+
+    @property
+    def restarts(self) -> bool:
+        """Whether labels look beyond the background-only fit's minimum."""
+        return self.label_restart_above is not None
 
     @property
     def nchains(self) -> int:
@@ -286,14 +299,37 @@ def _header(model, settings, seed, space, target_list, requested) -> dict[str, A
             "prior_df": PRIOR_DF,
         },
         "settings": settings.to_json(),
-        # how a restarted label's other starts are made: labels of other versions
-        # of the labeller are not mixed into one dataset
-        "label_restarts": {"probes": RESTART_PROBES, "mirror": True},
+        "label_restarts": LABEL_RESTARTS,
         "seed": int(seed),
         "requested": int(requested),
         "chunks": [],
         "warmup": False,
         "complete": False,
+    }
+
+
+#: how a restarted label's other starts are made (a dataset's ``label_restarts``):
+#: labels of other versions of the labeller are not mixed into one dataset
+LABEL_RESTARTS = {
+    "probes": RESTART_PROBES,
+    "mirror": True,
+    "basins": {"yields": list(BASIN_YIELDS), "starts": BASIN_STARTS},
+}
+
+
+def _basins_record(targets: Target, column, expectations) -> dict[str, Any]:
+    """Per expectation, what :func:`~difflike.sample._label.find_basins` found: the
+    number of other starts and the reference ``-ln L`` (a dataset's ``basins``)."""
+    init = np.asarray(targets.init)
+    starts = (
+        np.zeros((len(init), 0, init.shape[1]))
+        if targets.starts is None
+        else np.asarray(targets.starts)
+    )
+    count = [len({tuple(x) for x in st} - {tuple(i)}) for st, i in zip(starts, init)]
+    return {
+        e: {"starts": count[k], "nll0": float(targets.nll0[k])}
+        for e, k in zip(expectations, column)
     }
 
 
@@ -314,9 +350,14 @@ _FIXED_KEYS = (
 def _check_resumable(old: dict[str, Any], new: dict[str, Any], folder: Path) -> None:
     for key in _FIXED_KEYS:
         if old.get(key) != new.get(key):
+            hint = (
+                " ('difflike relabel' gives it this version's labels)"
+                if key == "label_restarts"
+                else ""
+            )
             raise InputError(
                 f"{folder} holds a dataset made with another {key!r}; use a new "
-                "folder, or the same settings to resume it",
+                f"folder, or the same settings to resume it{hint}",
                 file=str(folder / _dataset.SIDECAR),
                 got=old.get(key),
                 expected=new.get(key),
@@ -388,7 +429,9 @@ def sample(
         )
         if meta["complete"] and int(meta["requested"]) >= n:
             return _dataset.load_dataset(folder)  # nothing to add: no fits needed
-    labels, column, base_ok = background_targets(model, data, settings.expectations)
+    labels, column, base_ok = background_targets(
+        model, data, settings.expectations, basins=settings.restarts
+    )
     space = yield_space(model, labels, settings)
     index = [
         int(column[settings.expectations.index(t["expectation"])]) for t in target_list
@@ -406,6 +449,7 @@ def sample(
         meta["counting"] = counting_summary(
             model, labels, column, settings.expectations
         )
+        meta["basins"] = _basins_record(labels, column, settings.expectations)
     else:
         meta["requested"] = max(int(n), int(meta["requested"]))
         meta["complete"] = False
@@ -534,6 +578,176 @@ def sample(
             if callback is not None:
                 callback(k, done)
         meta["complete"] = True
+        _dataset.write_sidecar(folder, meta)
+    finally:
+        bar.close()
+    return _dataset.load_dataset(folder)
+
+
+def relabel(
+    source: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    workspace: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> _dataset.YieldDataset:
+    r"""A dataset's labels made again for the other minima of the profile that it
+    was labelled without (:func:`~difflike.sample._label.find_basins`), written to
+    ``out`` with the same samples, chains and states.
+
+    Each row keeps the minimum it has and is fitted again from every start the
+    current labeller has and the old one did not (the new reference minimum where
+    it moved, and the other minima): the deepest is its label, and every
+    :math:`\Delta` is taken against the reference. The result is what
+    :func:`sample` extends (its ``label_restarts`` are the current labeller's).
+    Chunks are written atomically as in :func:`sample`, and a relabelling that was
+    stopped resumes where it stopped.
+
+    Args:
+        source: a dataset folder (its committed chunks are read).
+        out: the new dataset folder.
+        workspace: the workspace where it is not at the path ``source`` records (a
+            dataset made on another machine); its SHA-256 must match.
+        progress: show a progress bar (stderr).
+
+    Raises:
+        InputError: ``source`` is not a dataset, was labelled without restarts,
+            already has the current labeller's labels, or ``out`` holds something
+            else than its relabelling.
+    """
+    source, folder = Path(source), Path(out)
+    old = _dataset.read_sidecar(source)
+    if old is None:
+        raise InputError("no dataset here (no dataset.json)", file=str(source))
+    settings = SamplerSettings(
+        **{
+            k: tuple(v) if isinstance(v, list) else v
+            for k, v in old["settings"].items()
+        }
+    )
+    if not settings.restarts:
+        raise InputError(
+            "this dataset was labelled without restarts; relabelling adds the other "
+            "minima that restarts look for",
+            file=str(source / _dataset.SIDECAR),
+        )
+    if old.get("label_restarts") == LABEL_RESTARTS:
+        raise InputError(
+            "this dataset already has the current labeller's labels",
+            file=str(source / _dataset.SIDECAR),
+        )
+    if folder.resolve() == source.resolve():
+        raise InputError("relabel into another folder", file=str(folder))
+    model, data = _dataset.recorded_workspace(
+        old["workspace"], old["signal_regions"], workspace
+    )
+    expectations = settings.expectations
+    before, column, base_ok = background_targets(
+        model, data, expectations, basins=False
+    )
+    after = find_basins(model, before)
+    # the starts the old labeller lacked: the new reference where it moved, and
+    # the other minima, but never the old reference (every row has that fit)
+    init0 = np.asarray(before.init)
+    points = [
+        [x for x in [np.asarray(i), *np.asarray(st)] if not np.array_equal(x, i0)]
+        for i, st, i0 in zip(
+            after.init,
+            after.starts if after.starts is not None else [[]] * len(init0),
+            init0,
+        )
+    ]
+    todo = np.asarray([len(p) > 0 for p in points])
+    most = max(map(len, points))
+    subset = None
+    if todo.any():
+        sub = np.flatnonzero(todo)
+        starts = np.stack(
+            [
+                np.stack(points[t] + [points[t][0]] * (most - len(points[t])))
+                for t in sub
+            ]
+        )
+        subset = replace(jax.tree.map(lambda a: a[sub], after), starts=starts)
+
+    first_col = [int(np.flatnonzero(column == t)[0]) for t in range(len(init0))]
+    header = {
+        k: v
+        for k, v in old.items()
+        if k not in ("chunks", "complete", "counting", "basins", "relabelled")
+    }
+    header["label_restarts"] = LABEL_RESTARTS
+    header["difflike"] = __version__
+    header["relabelled"] = {
+        "source": str(source),
+        "label_restarts": old.get("label_restarts"),
+        "chunks": [c["sha256"] for c in old["chunks"]],
+    }
+    meta = _dataset.read_sidecar(folder)
+    if meta is None:
+        meta = {**header, "chunks": [], "complete": False}
+        meta["counting"] = counting_summary(model, after, column, expectations)
+        meta["basins"] = _basins_record(after, column, expectations)
+    else:
+        had = meta.get("relabelled", {}).get("chunks")
+        n = len(meta["chunks"])
+        if had is None or had[:n] != header["relabelled"]["chunks"][:n]:
+            raise InputError(
+                f"{folder} holds another dataset than the relabelling of {source}",
+                file=str(folder / _dataset.SIDECAR),
+            )
+        meta["relabelled"] = header["relabelled"]
+    folder.mkdir(parents=True, exist_ok=True)
+    if (source / "warmup.npz").is_file() and not (folder / "warmup.npz").is_file():
+        with np.load(source / "warmup.npz") as f:
+            _dataset.write_npz(folder / "warmup.npz", {k: f[k] for k in f.files})
+    total = sum(c["n"] for c in old["chunks"])
+    done_rows = sum(c["n"] for c in meta["chunks"])
+    bar = _progress(progress, total, done_rows, settings.nchains)
+    bar.set_description("relabelling")
+    nll0 = np.asarray(after.nll0)
+    try:
+        for entry in old["chunks"][len(meta["chunks"]) :]:
+            t0 = time.perf_counter()
+            rows = _dataset.read_chunk(source, entry)
+            signal = rows["signal"]
+            # every label in target space (expectations sharing data share fits)
+            best = (
+                nll0[None, :] - rows["nll"][:, first_col],
+                rows["nll"][:, first_col].copy(),
+                rows["converged"][:, first_col].copy(),
+                (
+                    rows["gradient"][:, first_col].astype(np.float64)
+                    if "gradient" in rows
+                    else np.zeros((len(signal), len(init0), signal.shape[1]))
+                ),
+            )
+            if subset is not None:
+                kernel = partial(
+                    _start_kernel,
+                    model,
+                    subset,
+                    tol=settings.label_tol,
+                    solver=settings.label_solver,
+                )
+                found = _label_rows(kernel, settings.label_batch, signal)[:4]
+                _keep_deeper(best, found, np.arange(len(signal)), np.flatnonzero(todo))
+            rows["delta"], rows["nll"] = best[0][:, column], best[1][:, column]
+            rows["converged"] = best[2][:, column] & np.asarray(base_ok)[column]
+            if "gradient" in rows:
+                rows["gradient"] = best[3][:, column].astype(np.float32)
+            digest = _dataset.write_npz(folder / entry["file"], rows)
+            meta["chunks"].append(
+                {
+                    **entry,
+                    "sha256": digest,
+                    "relabel_seconds": time.perf_counter() - t0,
+                }
+            )
+            _dataset.write_sidecar(folder, meta)
+            bar.update(entry["n"])
+        meta["requested"] = old["requested"]
+        meta["complete"] = bool(old["complete"])
         _dataset.write_sidecar(folder, meta)
     finally:
         bar.close()

@@ -108,12 +108,17 @@ class Target:
         init: the background-only fit to ``data`` (where fits start), ``(npars,)``.
         nll0: the background-only ``-ln L`` (the reference of :math:`\\Delta`), ``()``.
         beta: the temperature :math:`\\beta`, ``()``.
+        starts: other starts of a label's fit, one per other minimum ("basin") of
+            the profile that :func:`difflike.sample.background_targets` found,
+            ``(nstarts, npars)``; ``None`` where there are none (and for the
+            sampler's chains, whose densities fit from ``init`` alone).
     """
 
     data: Float[Array, " ndata"]
     init: Float[Array, " npars"]
     nll0: Float[Array, ""]
     beta: Float[Array, ""]
+    starts: Float[Array, "nstarts npars"] | None = None
 
 
 @pytree_dataclass
