@@ -38,6 +38,9 @@ ANALYSES = ("ATLAS-SUSY-2018-04", "ATLAS-SUSY-2019-08")
 
 
 def _points(analysis):
+    """The patchset points compared one by one through ``dl.load(point=...)``: the
+    first, and those whose parameters differ from the first's (the others are
+    compared through the stacked grid, :func:`test_every_patchset_point`)."""
     if not likelihoods_available():
         return [
             pytest.param(
@@ -46,7 +49,10 @@ def _points(analysis):
         ]
     with gzip.open(LIKELIHOODS / analysis / "patchset.json.gz", "rt") as f:
         names = [p["metadata"]["name"] for p in json.load(f)["patches"]]
-    return [pytest.param(analysis, n, id=f"{analysis}-{n}") for n in names]
+    refs = histfactory_refs()
+    first = refs[f"{analysis}/{names[0]}"]["par_names"]
+    own = [n for n in names if refs[f"{analysis}/{n}"]["par_names"] != first]
+    return [pytest.param(analysis, n, id=f"{analysis}-{n}") for n in names[:1] + own]
 
 
 @functools.cache
@@ -54,6 +60,13 @@ def _sources(analysis):
     folder = LIKELIHOODS / analysis
     return read_workspace(folder / "BkgOnly.json"), read_patchset(
         folder / "patchset.json.gz"
+    )
+
+
+def _pars(ref):
+    """The reference's parameter points, ``(n, npars)`` in its own layout."""
+    return parameter_points(
+        ref["init"], ref["bounds"], ref["seed"], ref["n"], ref["scale"]
     )
 
 
@@ -67,9 +80,7 @@ def assert_matches(model, data, ref, signal=None):
     assert config.suggested_fixed() == ref["fixed"]
     assert config.poi_index == ref["poi_index"]
     np.testing.assert_array_equal(np.asarray(data), np.asarray(ref["data"]))
-    pars = parameter_points(
-        ref["init"], ref["bounds"], ref["seed"], ref["n"], ref["scale"]
-    )
+    pars = _pars(ref)
     got = np.asarray(model.logpdf(pars, data, signal))
     want = np.asarray(ref["logpdf"], dtype=float)
     finite = np.isfinite(want)
@@ -95,6 +106,53 @@ def test_patchset_point(likelihoods, analysis, point):
     ws, ps = _sources(analysis)
     model, data = dl.load(ws, patchset=ps, point=point)
     assert_matches(model, data, histfactory_refs()[f"{analysis}/{point}"])
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("analysis", ANALYSES)
+def test_every_patchset_point(likelihoods, analysis):
+    """Every point of the patchset against pyhf, through the patchset's stacked grid
+    (one compilation for all; a grid point equals the point's own model,
+    tests/histfactory/test_stack.py): the logpdf and expected main data at each
+    point's reference parameters, and the expected auxiliary data where the point's
+    parameters are the grid's (the others: :func:`test_patchset_point`)."""
+    grid, data = dl.load_patchset(*_sources(analysis), progress=False)
+    config = grid.config
+    refs = [histfactory_refs()[f"{analysis}/{p}"] for p in config.points]
+    pars = np.repeat(np.asarray(config.init)[None], len(_pars(refs[0])), axis=0)
+    for i, ref in enumerate(refs):
+        index = [config.par_names.index(n) for n in ref["par_names"]]
+        pars[:, i, index] = _pars(ref)  # unused parameters stay at their init
+        main = np.asarray(data[i, : config.nmaindata])
+        np.testing.assert_array_equal(main, ref["data"][: config.nmaindata])
+    got = np.asarray(grid.logpdf(pars, data))  # (n, points)
+    expected = np.asarray(grid.expected_data(pars))  # (n, points, ndata)
+    same = [i for i, r in enumerate(refs) if tuple(r["par_names"]) == config.par_names]
+    # each point whose auxiliary data are laid out otherwise is compared on its own
+    alone = {param.values[1] for param in _points(analysis)}
+    assert {p for i, p in enumerate(config.points) if i not in same} <= alone
+    for i, (point, ref) in enumerate(zip(config.points, refs)):
+        want = np.asarray(ref["logpdf"], dtype=float)
+        finite = np.isfinite(want)
+        assert finite[0] and finite.sum() >= 1 + MIN_FINITE, point
+        np.testing.assert_equal(got[~finite, i], want[~finite], err_msg=point)
+        error = np.abs(got[finite, i] - want[finite]) / np.maximum(
+            1.0, np.abs(want[finite])
+        )
+        assert np.all(error <= LOGPDF_RTOL), (point, error.max())
+        np.testing.assert_allclose(
+            expected[:, i, : config.nmaindata],
+            ref["expected_main"],
+            rtol=EXPECTED_RTOL,
+            err_msg=point,
+        )
+        if i in same:
+            np.testing.assert_allclose(
+                expected[[0, -1], i, config.nmaindata :],
+                ref["expected_aux"],
+                rtol=EXPECTED_RTOL,
+                err_msg=point,
+            )
 
 
 @pytest.mark.shared
