@@ -174,6 +174,7 @@ def _fit_one(
     restarts=0,
     probes_only=False,
     mirror=False,
+    starts=None,
 ):
     """Fit one example; returns ``(pars, nll, status, nit)``.
 
@@ -185,7 +186,9 @@ def _fit_one(
     (static) skips the fit from ``init`` itself, for callers that have made it.
     With ``mirror`` (static) the fit is made once more from the minimum found,
     mirrored (:func:`~difflike.fit._restarts.mirrored`), and the deeper converged
-    minimum kept (``nit`` summed).
+    minimum kept (``nit`` summed). ``starts`` (``(k, npars)`` or ``None``): other
+    starting points, each fitted too (fixed parameters and a fixed POI keep
+    ``init``'s and ``mu``), the deepest converged minimum kept, before the mirror.
     """
     config = model.config
     free = ~config.fixed
@@ -221,6 +224,14 @@ def _fit_one(
         res = jax.tree.map(lambda a: a[best], every)._replace(nit=nit)
     else:
         res = run(x0)
+    if starts is not None:
+        every = jax.vmap(run)(lax.stop_gradient(jnp.where(free, starts, fixed_values)))
+        ok = every.status <= 1
+        best = jnp.argmin(jnp.where(ok, every.fun, jnp.inf))
+        other = jax.tree.map(lambda a: a[best], every)
+        keep = deeper(other.status, other.fun, res.status, res.fun)
+        nit = res.nit + jnp.sum(every.nit)
+        res = jax.tree.map(partial(jnp.where, keep), other, res)._replace(nit=nit)
     if mirror:
         other = run(mirrored(frozen[2], frozen[3], res.x, lower, upper, free))
         keep = deeper(other.status, other.fun, res.status, res.fun)

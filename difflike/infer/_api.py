@@ -59,9 +59,11 @@ def likelihood(
     tol: float = TOL,
     max_iter: int = MAX_ITER,
     mirror: bool = False,
+    starts: Float[ArrayLike, "k npars"] | None = None,
 ) -> ModelLikelihood:
     """The :class:`Likelihood` of a compiled model and one data set (no batch axes);
-    ``tol``, ``max_iter``, ``mirror``: fit settings (see :func:`difflike.fit`)."""
+    ``tol``, ``max_iter``, ``mirror``, ``starts``: fit settings (see
+    :func:`hypotest`)."""
     return ModelLikelihood(
         model=model,
         data=model._data(data, model.config.ndata, "data"),
@@ -70,7 +72,22 @@ def likelihood(
         tol=tol,
         max_iter=max_iter,
         mirror=bool(mirror),
+        starts=_starts(model, starts),
     )
+
+
+def _starts(model: Model, starts) -> Array | None:
+    """``starts`` as a ``(k, npars)`` float64 array (``None`` stays ``None``)."""
+    if starts is None:
+        return None
+    starts = jnp.asarray(starts, jnp.float64)
+    if starts.ndim != 2 or starts.shape[1] != model.config.npars or not len(starts):
+        raise InputError(
+            "starts must be an array of parameter points, (k, npars)",
+            got=tuple(starts.shape),
+            expected=f"(k, {model.config.npars})",
+        )
+    return starts
 
 
 def _inputs(model: Model, data, signal):
@@ -80,14 +97,18 @@ def _inputs(model: Model, data, signal):
     return model._data(data, model.config.ndata, "data"), model._signal(signal)
 
 
-def _on_model(fn, signature: str, kernel: str = "fit", mirror: bool = False):
+def _on_model(
+    fn, signature: str, kernel: str = "fit", mirror: bool = False, starts=None
+):
     """Vectorise ``fn(lik, *args)`` over a model (its grid axis too), data, signal
     and ``args``; the likelihood is built per example (its last two ``args`` are
-    the fits' ``tol`` and ``max_iter``)."""
+    the fits' ``tol`` and ``max_iter``; ``starts`` are every example's)."""
 
     def one(model, data, signal, *args):
         init = model.config.init
-        lik = ModelLikelihood(model, data, signal, init, *args[-2:], mirror=mirror)
+        lik = ModelLikelihood(
+            model, data, signal, init, *args[-2:], mirror=mirror, starts=starts
+        )
         return fn(lik, *args[:-2])
 
     chunk = default_chunk(kernel)
@@ -95,12 +116,15 @@ def _on_model(fn, signature: str, kernel: str = "fit", mirror: bool = False):
 
 
 @partial(jax.jit, static_argnames=("test_stat", "mirror"))
-def _hypotest_model(model, data, signal, mu, *, test_stat, tol, max_iter, mirror):
+def _hypotest_model(
+    model, data, signal, mu, *, test_stat, tol, max_iter, mirror, starts=None
+):
     def one(lik, mu):
         return tuple(hypotest_one(mu, lik, test_stat))
 
     sig = "(n),(s),(),(),()->(),(5),(),(),(5),(5),(),(),(),(),(),(),(),(),()"
-    out = _on_model(one, sig, mirror=mirror)(model, data, signal, mu, tol, max_iter)
+    run = _on_model(one, sig, mirror=mirror, starts=starts)
+    out = run(model, data, signal, mu, tol, max_iter)
     return HypotestDetails(*out)
 
 
@@ -124,6 +148,7 @@ def hypotest(
     tol: float = TOL,
     max_iter: int = MAX_ITER,
     mirror: bool = False,
+    starts: Float[ArrayLike, "k npars"] | None = None,
 ) -> HypotestResult | HypotestDetails:
     """Asymptotic CLs of the hypotheses ``mu``, as ``pyhf.infer.hypotest`` computes it.
 
@@ -140,6 +165,13 @@ def hypotest(
             :func:`difflike.fit`): ``mirror=True`` also fits from each minimum
             mirrored, for likelihoods with minima that differ in the signs of
             several pulls (:mod:`difflike.fit._restarts`), at about twice the cost.
+        starts: other starting points of a model's every fit, ``(k, npars)``, the
+            deepest converged minimum kept (k + 1 times the cost): for a profile
+            with minima that Newton does not reach from the initial parameters,
+            such as the other minima :func:`difflike.sample.background_targets`
+            finds (``Target.starts``). The Asimov data stay pyhf's (built from
+            the fit from the initial parameters), as the labeller's expectation
+            data do; the profiles on them use every start.
 
     Returns:
         ``(cls, cls_exp)``: observed CLs ``(*batch,)`` and expected CLs at
@@ -159,6 +191,7 @@ def hypotest(
             tol=tol,
             max_iter=max_iter,
             mirror=bool(mirror),
+            starts=_starts(model, starts),
         )
     else:
         out = _hypotest_likelihood(model, mu, test_stat=test_stat)
@@ -166,12 +199,14 @@ def hypotest(
 
 
 @partial(jax.jit, static_argnames=("alpha", "test_stat", "rtol", "mirror"))
-def _limit_model(model, data, signal, *, alpha, test_stat, tol, max_iter, rtol, mirror):
+def _limit_model(
+    model, data, signal, *, alpha, test_stat, tol, max_iter, rtol, mirror, starts=None
+):
     def one(lik):
         return tuple(upper_limit_one(lik, alpha, test_stat, rtol))
 
     sig = "(n),(s),(),()->(),(5),(6),(),(),()"
-    run = _on_model(one, sig, "limit", mirror=mirror)
+    run = _on_model(one, sig, "limit", mirror=mirror, starts=starts)
     out = run(model, data, signal, tol, max_iter)
     return LimitDetails(*out)
 
@@ -188,6 +223,7 @@ def upper_limit(
     tol: float = LIMIT_TOL,
     max_iter: int = MAX_ITER,
     mirror: bool = False,
+    starts: Float[ArrayLike, "k npars"] | None = None,
 ) -> LimitResult | LimitDetails:
     """Observed and expected upper limits on ``mu`` at confidence level ``cl`` (CLs).
 
@@ -199,8 +235,8 @@ def upper_limit(
     Limits are differentiable (``jax.grad``) with respect to ``signal``, ``data`` and
     the model's arrays. ``rtol`` is the roots' relative tolerance (default
     :data:`LIMIT_RTOL`: 1e-5 for a compiled model, 1e-7 for another likelihood).
-    ``tol``, ``max_iter`` and ``mirror`` are a model's fit settings, as for
-    :func:`hypotest`, except that ``tol`` defaults to :data:`LIMIT_TOL` (1e-9).
+    ``tol``, ``max_iter``, ``mirror`` and ``starts`` are a model's fit settings, as
+    for :func:`hypotest`, except that ``tol`` defaults to :data:`LIMIT_TOL` (1e-9).
 
     Returns:
         ``(mu_up, mu_up_exp)``: ``(*batch,)`` and ``(*batch, 5)`` (ascending: the
@@ -226,6 +262,7 @@ def upper_limit(
             max_iter=max_iter,
             rtol=float(rtol),
             mirror=bool(mirror),
+            starts=_starts(model, starts),
         )
     else:
         out = LimitDetails(*upper_limit_one(model, alpha, test_stat, rtol))

@@ -224,6 +224,8 @@ class ModelLikelihood:
         init: where fits start, ``(npars,)``.
         tol, max_iter, mirror: fit settings (see :func:`difflike.fit.fit`);
             ``mirror`` is static.
+        starts: other starting points of every fit, ``(k, npars)``, the deepest
+            converged minimum kept; ``None``: none.
     """
 
     model: Model
@@ -233,6 +235,7 @@ class ModelLikelihood:
     tol: Float[Array, ""] = TOL
     max_iter: Array = MAX_ITER
     mirror: bool = static(default=False)
+    starts: Float[Array, "k npars"] | None = None
 
     def _fit(self, mu, fix_poi, init):
         return _fit_one(
@@ -245,6 +248,7 @@ class ModelLikelihood:
             tol=self.tol,
             max_iter=self.max_iter,
             mirror=self.mirror,
+            starts=self.starts,
         )
 
     def poi_bounds(self) -> tuple[Array, Array]:
@@ -279,7 +283,9 @@ class ModelLikelihood:
         return self.profile(mu, True)[1]
 
     def asimov(self, mu: float | Array) -> ModelLikelihood:
-        """The likelihood of Asimov data built as pyhf builds them at ``mu``."""
-        pars = self._fit(mu, True, self.init)[0]
+        """The likelihood of Asimov data built as pyhf builds them at ``mu``: from
+        the fit that starts at ``init`` alone, whatever the ``starts`` (the data
+        sets are pyhf's; the profiles on them use every start)."""
+        pars = replace(self, starts=None)._fit(mu, True, self.init)[0]
         data = self.model._expected(pars, self.signal)
         return replace(self, data=data, init=pars)

@@ -75,10 +75,13 @@ def test_metrics(surrogate, signal, delta, converged, nll) -> dict[str, dict[str
 
 
 def inference_metrics(
-    surrogate, model, data, signals, *, expectation: str = "observed"
+    surrogate, model, data, signals, *, expectation: str = "observed", starts=None
 ):
     """Surrogate against exact profiler on yield vectors ``signals`` (``(n, nsignal)``)
     of ``model`` with ``data`` (the data of ``expectation``): per point and summary.
+    ``starts``: other starting points of the exact fits (:func:`difflike.hypotest`),
+    where the profile has minima that Newton does not reach from the initial
+    parameters (a surrogate learns labels from the deepest, docs/sampling.md).
 
     Returns:
         A dict: ``exact`` and ``surrogate`` arrays (``muhat``, ``cls`` at mu = 1,
@@ -90,8 +93,10 @@ def inference_metrics(
     from difflike.surrogate._likelihood import hypotest, upper_limit
 
     signals = np.asarray(signals, np.float64)
-    exact_h = dl.hypotest(1.0, model, data, signal=signals, return_details=True)
-    exact_l = dl.upper_limit(model, data, signal=signals)
+    exact_h = dl.hypotest(
+        1.0, model, data, signal=signals, return_details=True, starts=starts
+    )
+    exact_l = dl.upper_limit(model, data, signal=signals, starts=starts)
     sur_h = hypotest(surrogate, signals, 1.0, expectation=expectation)
     sur_l = upper_limit(surrogate, signals, expectation=expectation)
     exact = {

@@ -255,3 +255,25 @@ def test_cls_gradient_wrt_signal():
     for v in (jnp.array([1.0, -0.5, 0.3, 2.0]), jnp.array([0.0, 1.0, 0.0, -1.0])):
         fd = _directional_fd(cls, s, v, 1e-5)
         assert float(grad @ v) == pytest.approx(fd, rel=1e-3, abs=1e-7)
+
+
+def test_other_starts(example, details):
+    """``starts``: every fit of a model also from other points, the deepest minimum
+    kept. The example has one minimum: the same CLs and limits; a start that is not
+    a parameter point is refused."""
+    model, data = example
+    free = ~np.asarray(model.config.fixed)
+    lower, upper = np.asarray(model.config.bounds).T
+    init = np.asarray(model.config.init)
+    starts = np.stack(
+        [np.clip(np.where(free, init + d, init), lower, upper) for d in (-0.5, 0.5)]
+    )
+    mu = jnp.array([0.5, 1.0, 2.0])  # the details' hypotheses
+    got = dl.hypotest(mu, model, data, return_details=True, starts=starts)
+    np.testing.assert_allclose(got.cls, details.cls, rtol=0, atol=1e-8)
+    np.testing.assert_allclose(got.muhat, details.muhat, rtol=0, atol=1e-6)
+    plain = dl.upper_limit(model, data)
+    other = dl.upper_limit(model, data, starts=starts)
+    np.testing.assert_allclose(other.mu_up, plain.mu_up, rtol=1e-6)
+    with pytest.raises(InputError, match="starts"):
+        dl.hypotest(1.0, model, data, starts=init)
