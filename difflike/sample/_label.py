@@ -354,40 +354,26 @@ def _start_kernel(model, targets: Target, signal, *, tol, solver):
     """``(delta, nll, converged, gradient)``, each ``(n, ntargets[, nsignal])``: the
     fits of :func:`_label_kernel` made from each of ``targets.starts`` (``(ntargets,
     nstarts, npars)``) instead of ``targets.init``, the deepest converged kept."""
-
-    def one(model, data, start, nll0, s):
-        target = Target(data=data, init=start, nll0=nll0, beta=jnp.ones(()))
-        delta, nll, status, pars = delta_at(
-            model,
-            target,
-            s,
-            tol=tol,
-            solver=solver,
-            max_iter=MAX_ITER,
-            return_pars=True,
-        )
-        return delta, nll, status, _gradient(model, data, pars, s)
-
-    run = vectorize(
-        one,
-        "(n),(p),(),(s)->(),(),(),(s)",
-        batch_ndim=lambda _: 0,
-        chunk=default_chunk(),
+    ntargets, nstarts, npars = targets.starts.shape
+    # every (target, start) pair as a target of its own
+    pairs = Target(
+        data=jnp.repeat(targets.data, nstarts, axis=0),
+        init=targets.starts.reshape(ntargets * nstarts, npars),
+        nll0=jnp.repeat(targets.nll0, nstarts),
+        beta=jnp.ones(()),
     )
-    # (n, 1, 1, nsignal) against (ntargets, nstarts, ...): every start of every target
-    delta, nll, status, grad = run(
-        model,
-        targets.data[:, None],
-        targets.starts,
-        targets.nll0[:, None],
-        signal[:, None, None, :],
+    delta, nll, ok, grad, _ = _label_kernel(
+        model, pairs, signal, tol=tol, solver=solver
     )
-    k = jnp.argmin(jnp.where(status <= 1, nll, jnp.inf), axis=-1)[..., None]
-    delta, nll, status = (
-        jnp.take_along_axis(a, k, axis=-1)[..., 0] for a in (delta, nll, status)
+    n = signal.shape[0]
+    delta, nll, ok = (a.reshape(n, ntargets, nstarts) for a in (delta, nll, ok))
+    grad = grad.reshape(n, ntargets, nstarts, -1)
+    k = jnp.argmin(jnp.where(ok, nll, jnp.inf), axis=-1)[..., None]
+    delta, nll, ok = (
+        jnp.take_along_axis(a, k, axis=-1)[..., 0] for a in (delta, nll, ok)
     )
     grad = jnp.take_along_axis(grad, k[..., None], axis=2)[:, :, 0]
-    return delta, nll, status <= 1, grad
+    return delta, nll, ok, grad
 
 
 def label(
