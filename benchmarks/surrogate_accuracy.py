@@ -50,11 +50,14 @@ def patchset_beside(workspace: Path) -> Path:
     return workspace.parent / "patchset.json.gz"
 
 
-def exact_starts(model, data) -> np.ndarray | None:
-    """The other minima of the observed profile that the labeller fits from
-    (``difflike.sample.background_targets``, docs/sampling.md), with its reference
-    minimum: the exact profiler's other starts, so that both sides answer for the
-    deepest minimum. ``None`` where there are none."""
+def exact_starts(model, data, dataset=None) -> np.ndarray | None:
+    """The points the observed labels were fitted from where the profile has other
+    minima: the dataset's record (:meth:`~difflike.sample.YieldDataset.starts`), or
+    else found again (``difflike.sample.background_targets``, docs/sampling.md). The
+    exact profiler's other starts, so that both sides answer for the deepest
+    minimum. ``None`` where there are none."""
+    if dataset is not None and dataset.starts("observed") is not None:
+        return dataset.starts("observed")
     targets, _, _ = background_targets(model, data, ("observed",))
     if targets.starts is None:
         return None
@@ -99,7 +102,7 @@ def main() -> None:
     names, yields = dl.workspace.signal_yields(source, patchset, regions)
     starts = None
     if not args.first_minimum:
-        starts = exact_starts(model, data)
+        starts = exact_starts(model, data, ds)
     log(
         f"{len(names)} patchset points; exact limits "
         f"({0 if starts is None else len(starts)} other starts) ..."

@@ -257,6 +257,7 @@ def _fit_kernel(
     solver="dense",
     restarts=0,
     mirror=False,
+    starts=None,
 ):
     one = partial(
         _fit_one,
@@ -266,12 +267,14 @@ def _fit_kernel(
         solver=solver,
         restarts=restarts,
         mirror=mirror,
+        starts=starts,
     )
+    nstarts = 1 + restarts + (0 if starts is None else len(starts))
     pars, value, status, nit = vectorize(
         one,
         "(n),(s),(),(p)->(p),(),(),()",
         batch_ndim=model_batch_ndim,
-        chunk=default_chunk("fit", npars=model.config.npars, starts=1 + restarts),
+        chunk=default_chunk("fit", npars=model.config.npars, starts=nstarts),
     )(model, data, signal, mu, init)
     return FitResult(
         nll=value, pars=pars, converged=status <= 1, status=status, nit=nit

@@ -52,7 +52,7 @@ from difflike.errors import InputError
 from difflike.fit._api import MAX_ITER, TOL, _check_batch, _fit_kernel
 from difflike.histfactory import Model
 from difflike.histfactory._model import model_batch_ndim
-from difflike.infer._api import _inputs
+from difflike.infer._api import _inputs, _starts
 
 __all__ = ["EXPECTATIONS", "DeltaResult", "delta", "expectation_data"]
 
@@ -172,8 +172,8 @@ def _start(model: Model, data, signal, mu, background):
 
 
 @jax.jit
-def _delta_fits(model, data, signal, mu, tol, max_iter):
-    fit = partial(_fit_kernel, fix_poi=True, tol=tol, max_iter=max_iter)
+def _delta_fits(model, data, signal, mu, tol, max_iter, starts=None):
+    fit = partial(_fit_kernel, fix_poi=True, tol=tol, max_iter=max_iter, starts=starts)
     # the background-only fit depends on the data only: once per data set
     zero = jnp.zeros(model.config.nsignal)
     background = fit(model, data, zero, jnp.zeros(()), model.config.init)
@@ -190,9 +190,9 @@ def _delta_fits(model, data, signal, mu, tol, max_iter):
     )
 
 
-def _delta_kernel(model, data, signal, mu, *, expectation, tol, max_iter):
+def _delta_kernel(model, data, signal, mu, *, expectation, tol, max_iter, starts=None):
     data, ok = _expectation_data_kernel(model, data, expectation, tol, max_iter)
-    out = _delta_fits(model, data, signal, mu, tol, max_iter)
+    out = _delta_fits(model, data, signal, mu, tol, max_iter, starts)
     return replace(out, converged=out.converged & ok)
 
 
@@ -206,6 +206,7 @@ def delta(
     return_details: bool = False,
     tol: float = TOL,
     max_iter: int = MAX_ITER,
+    starts: Float[ArrayLike, "k npars"] | None = None,
 ) -> Float[Array, "*batch"] | DeltaResult:
     r""":math:`\Delta(s) = \ln L(\mu s) - \ln L(0)`, both profiled (module doc).
 
@@ -221,6 +222,11 @@ def delta(
         return_details: return a :class:`DeltaResult` (with both NLLs and a
             convergence flag) instead of the values alone.
         tol, max_iter: fit settings (see :func:`difflike.fit`).
+        starts: other starting points of both fits, ``(k, npars)``, the deepest
+            converged minimum kept (k + 1 times the cost), for a profile with
+            minima that Newton does not reach from the initial values: a dataset's
+            :meth:`~difflike.sample.YieldDataset.starts` give the labels' Δ. The
+            expectation's data stay pyhf's (as for :func:`difflike.hypotest`).
 
     Returns:
         :math:`\Delta`, ``(*batch,)``, differentiable with respect to ``signal``,
@@ -234,6 +240,13 @@ def delta(
     mu = jnp.asarray(mu, dtype=jnp.float64)
     _check_batch(data, signal, mu, model.config.init, model=model)
     out = _delta_kernel(
-        model, data, signal, mu, expectation=expectation, tol=tol, max_iter=max_iter
+        model,
+        data,
+        signal,
+        mu,
+        expectation=expectation,
+        tol=tol,
+        max_iter=max_iter,
+        starts=_starts(model, starts),
     )
     return out if return_details else out.delta

@@ -197,6 +197,19 @@ class YieldDataset:
         ok = self.converged[:, col]
         return self.signal[ok], self.delta[ok, col]
 
+    def starts(self, expectation: str = "observed") -> np.ndarray | None:
+        """Every point the labels of ``expectation`` were fitted from where the
+        profile has other minima (``find_basins``): the reference minimum, then the
+        others, ``(k, npars)``. Pass them as ``starts=`` to :func:`difflike.delta`,
+        :func:`difflike.hypotest` or :func:`difflike.upper_limit` for the exact
+        answers the labels (and a surrogate trained on them) give. ``None`` where
+        the labels have one starting point, or the dataset predates the record."""
+        self.labels(expectation)  # an expectation the dataset has
+        record = self.meta.get("basins", {}).get(expectation, {})
+        if not record.get("points"):
+            return None
+        return np.asarray(record["points"], np.float64)
+
 
 def load_dataset(folder: str | os.PathLike) -> YieldDataset:
     """Read a dataset folder written by :func:`difflike.sample.sample`.

@@ -319,16 +319,23 @@ LABEL_RESTARTS = {
 
 def _basins_record(targets: Target, column, expectations) -> dict[str, Any]:
     """Per expectation, what :func:`~difflike.sample._label.find_basins` found: the
-    number of other starts and the reference ``-ln L`` (a dataset's ``basins``)."""
+    number of other starts, the reference ``-ln L`` and, where there are other
+    starts, every point the labels were fitted from (``points``, ``(k, npars)``:
+    the reference minimum, then the others; a dataset's ``basins``,
+    :meth:`YieldDataset.starts`)."""
     init = np.asarray(targets.init)
     starts = (
         np.zeros((len(init), 0, init.shape[1]))
         if targets.starts is None
         else np.asarray(targets.starts)
     )
-    count = [len({tuple(x) for x in st} - {tuple(i)}) for st, i in zip(starts, init)]
+    points = []
+    for st, i in zip(starts, init):
+        other = [x for x in dict.fromkeys(map(tuple, st)) if x != tuple(i)]
+        points.append([list(i), *map(list, other)] if other else [])
     return {
-        e: {"starts": count[k], "nll0": float(targets.nll0[k])}
+        e: {"starts": max(len(points[k]) - 1, 0), "nll0": float(targets.nll0[k])}
+        | ({"points": points[k]} if points[k] else {})
         for e, k in zip(expectations, column)
     }
 

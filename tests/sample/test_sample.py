@@ -21,6 +21,7 @@ from difflike.sample import (
     sample,
     summarize,
 )
+from difflike.sample._run import _basins_record
 from difflike.sample._target import from_unconstrained, to_unconstrained
 from tests.conftest import pyhf_delta
 
@@ -102,6 +103,16 @@ def test_dataset_layout(dataset, sr):
         base = np.asarray(counting_delta(n, b, v, dataset.signal))[:, 0]
         spread = np.std(dataset.delta[:, col])
         assert np.std(dataset.delta[:, col] - base) < 0.5 * spread, e
+    # the labels' other starting points: none on the example (one minimum); where
+    # recorded, the reference minimum and the others
+    assert all(meta["basins"][e]["starts"] == 0 for e in dataset.expectations)
+    assert dataset.starts("observed") is None
+    basins = {"observed": {"starts": 1, "nll0": 0.0, "points": [[0.5] * 3, [1.5] * 3]}}
+    other = dataclasses.replace(dataset, meta=meta | {"basins": basins})
+    np.testing.assert_array_equal(other.starts(), [[0.5] * 3, [1.5] * 3])
+    assert other.starts("aposteriori") is None
+    with pytest.raises(InputError, match="expectation"):
+        other.starts("apriori")
 
 
 def test_labels_are_delta(dataset, sr):
@@ -496,6 +507,15 @@ def test_atlas_labels_match_pyhf(likelihoods, analysis):
         assert 0 < negative.sum() < len(signal)
         np.testing.assert_array_equal(neg_only[negative], delta[negative])
         np.testing.assert_array_equal(neg_only[~negative], starts[~negative])
+        # the dataset's record of the labels' starting points gives dl.delta the
+        # labels' answer; from the initial values alone it is pyhf's
+        points = _basins_record(targets, column, expectations)["observed"]["points"]
+        assert len(points) == 2  # the reference minimum and pyhf's
+        rows = [0, 8, 9]  # deeper than pyhf; restarts needed
+        exact = dl.delta(model, data, signal[rows], starts=np.asarray(points))
+        np.testing.assert_allclose(exact, delta[rows, 0], rtol=0, atol=1e-5)
+        plain = dl.delta(model, data, signal[rows])
+        assert np.abs(np.asarray(plain) - delta[rows, 0]).min() > 1e-3
 
 
 #: (analysis, expectation) -> rows where a label ends in a *deeper* minimum than
