@@ -205,10 +205,17 @@ class YieldDataset:
         answers the labels (and a surrogate trained on them) give. ``None`` where
         the labels have one starting point, or the dataset predates the record."""
         self.labels(expectation)  # an expectation the dataset has
-        record = self.meta.get("basins", {}).get(expectation, {})
-        if not record.get("points"):
-            return None
-        return np.asarray(record["points"], np.float64)
+        return recorded_starts(self.meta, expectation)
+
+
+def recorded_starts(meta: Mapping[str, Any], expectation: str) -> np.ndarray | None:
+    """The points an expectation's labels were fitted from, as a dataset's sidecar
+    (or a surrogate's ``meta``) records them under ``basins``, ``(k, npars)``;
+    ``None`` where none are recorded."""
+    record = meta.get("basins", {}).get(expectation, {})
+    if not record.get("points"):
+        return None
+    return np.asarray(record["points"], np.float64)
 
 
 def load_dataset(folder: str | os.PathLike) -> YieldDataset:

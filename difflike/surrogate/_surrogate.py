@@ -214,6 +214,16 @@ class Surrogate:
                 expected=", ".join(self.expectations),
             ) from None
 
+    def starts(self, expectation: str = "observed") -> np.ndarray | None:
+        """The points the training labels of ``expectation`` were fitted from, as
+        the dataset recorded them (:meth:`difflike.sample.YieldDataset.starts`):
+        ``starts=`` of the exact profiler that gives the answers this surrogate
+        learned, ``(k, npars)``; ``None`` where none are recorded."""
+        from difflike.sample._dataset import recorded_starts
+
+        self.index(expectation)  # an expectation the surrogate has
+        return recorded_starts(self.meta, expectation)
+
     def _signal(self, s) -> Array:
         s = jnp.asarray(s)
         if s.ndim < 1 or s.shape[-1] != self.nsignal:

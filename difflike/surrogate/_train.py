@@ -743,6 +743,8 @@ def train(
                 "seed": meta.get("seed"),
             },
             "settings": settings.to_json(),
+            # the points the labels were fitted from (Surrogate.starts)
+            "basins": meta.get("basins", {}),
             # whether the loss had the labels' gradients (datasets since 2026-12-05)
             "gradients": bool(use_gradients),
             # per expectation and signal bin, the factor calibrate put on the

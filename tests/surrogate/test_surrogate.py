@@ -97,6 +97,10 @@ def exact_gradient(s: np.ndarray, n: np.ndarray) -> np.ndarray:
     return n / _profiled(np.asarray(s, float), n, rates=True) - 1.0
 
 
+#: a synthetic record of the labels' starting points (two, of a 2-parameter model)
+BASIN_POINTS = [[1.0, 0.0], [1.0, 0.5]]
+
+
 def synthetic(
     rows: int = 4000, seed: int = 0, counting: bool = True, gradients: bool = True
 ) -> YieldDataset:
@@ -120,6 +124,8 @@ def synthetic(
         # the sampler's yield space: its lower bound is -(1 - margin) b
         "space": {"lower": (-0.95 * B).tolist(), "scale": np.sqrt(B).tolist()},
         "settings": {"lower_margin": 0.05},
+        # the points the labels were fitted from, where the profile has other minima
+        "basins": {"observed": {"starts": 1, "nll0": 20.0, "points": BASIN_POINTS}},
         # the counting baseline the sampler records: each bin alone, with the
         # shared 20% normalisation uncertainty as its own
         "counting": {
@@ -421,6 +427,11 @@ def test_folder_round_trip(trained):
     s = np.random.default_rng(1).standard_normal((50, 2)) * 4
     np.testing.assert_array_equal(np.asarray(again.delta(s)), np.asarray(sur.delta(s)))
     assert again.meta["workspace"]["sha256"] == "ab" * 32
+    # the exact profiler's starts that give the answers the surrogate learned
+    np.testing.assert_array_equal(again.starts("observed"), BASIN_POINTS)
+    assert again.starts("aposteriori") is None
+    with pytest.raises(InputError, match="expectation"):
+        again.starts("apriori")
     assert (
         json.loads((out / "surrogate.json").read_text())["format"]
         == "difflike-surrogate/1"
@@ -438,6 +449,7 @@ def test_onnx_round_trip(trained, tmp_path):
     assert onnx_sur.expectations == LEARNED
     assert onnx_sur.meta["workspace"]["sha256"] == "ab" * 32
     assert "metrics" in onnx_sur.meta and "settings" in onnx_sur.meta
+    assert onnx_sur.meta["basins"]["observed"]["points"] == BASIN_POINTS
     props = onnx_sur.session.get_modelmeta().custom_metadata_map
     counting = json.loads(props["counting"])
     assert sorted(counting) == sorted(LEARNED)
