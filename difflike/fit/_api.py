@@ -213,10 +213,10 @@ def _fit_one(
         derivs=nll_derivs_lowrank if solver == "lowrank" else nll_derivs,
     )
     if restarts:
-        starts = probe_starts(nll, x0, lower, upper, free, frozen, restarts)
+        probes = probe_starts(nll, x0, lower, upper, free, frozen, restarts)
         if not probes_only:
-            starts = jnp.concatenate([x0[None], starts])
-        every = jax.vmap(run)(starts)
+            probes = jnp.concatenate([x0[None], probes])
+        every = jax.vmap(run)(probes)
         ok = every.status <= 1
         # the deepest converged minimum; the first start's outcome if none converged
         best = jnp.where(ok.any(), jnp.argmin(jnp.where(ok, every.fun, jnp.inf)), 0)

@@ -267,6 +267,19 @@ def test_restarts_keep_the_deepest_minimum(example, sr_example):
     assert np.all(np.asarray(again.nit) > np.asarray(plain.nit))  # three starts
     free = fit(model, data, restarts=1)
     np.testing.assert_allclose(free.nll, fit(model, data).nll, rtol=0, atol=1e-9)
+    # each start is fitted once: the probes' fits, given as explicit starts, cost
+    # what the restarts cost
+    from difflike.fit._api import _fit_kernel, nll
+    from difflike.fit._restarts import probe_starts
+
+    cfg = model.config
+    init, signal = cfg.init, model._signal(None)
+    args = (~cfg.fixed, init, model, data, signal)
+    probes = probe_starts(nll, init, *cfg.bounds.T, ~cfg.fixed, args, 2)
+    kw = dict(fix_poi=False, tol=1e-10, max_iter=100)
+    r = _fit_kernel(model, data, signal, 0.0, init, restarts=2, **kw)
+    s = _fit_kernel(model, data, signal, 0.0, init, starts=probes, **kw)
+    assert int(r.nit) == int(s.nit) > int(fit(model, data).nit)
     sr, sr_data = sr_example
     s = jnp.full(sr.config.nsignal, 2.0)
     g = jax.grad(lambda s: profile(sr, sr_data, 1.0, s, restarts=1).nll)(s)
