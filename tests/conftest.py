@@ -174,3 +174,52 @@ def assert_close(ours, theirs, rel: float = 1e-3, abs_: float = 1e-5) -> None:
     ours, theirs = np.asarray(ours, float), np.asarray(theirs, float)
     tol = np.maximum(rel * np.abs(theirs), abs_)
     assert np.all(np.abs(ours - theirs) <= tol), (ours, theirs)
+
+
+def two_well_model(alpha_init: float = 0.0):
+    """One bin: a signal (mu) of 1 event over a background of 10 whose histosys
+    raises it in both directions (+6 up, +3 down), observed 20: at mu = 1 the data
+    ask for more events, and the constraint pulls back, on either side: minima at
+    alpha = +1.017 (-ln L 4.090) and alpha = -1.151 (4.952); ``alpha_init`` is
+    where fits start."""
+    import difflike as dl
+
+    spec = {
+        "channels": [
+            {
+                "name": "SR",
+                "samples": [
+                    {
+                        "name": "signal",
+                        "data": [1.0],
+                        "modifiers": [
+                            {"name": "mu", "type": "normfactor", "data": None}
+                        ],
+                    },
+                    {
+                        "name": "background",
+                        "data": [10.0],
+                        "modifiers": [
+                            {
+                                "name": "alpha",
+                                "type": "histosys",
+                                "data": {"hi_data": [16.0], "lo_data": [13.0]},
+                            }
+                        ],
+                    },
+                ],
+            }
+        ],
+        "observations": [{"name": "SR", "data": [20.0]}],
+        "measurements": [
+            {
+                "name": "m",
+                "config": {
+                    "poi": "mu",
+                    "parameters": [{"name": "alpha", "inits": [alpha_init]}],
+                },
+            }
+        ],
+        "version": "1.0.0",
+    }
+    return dl.load(spec)

@@ -90,6 +90,17 @@ def _starts(model: Model, starts) -> Array | None:
     return starts
 
 
+def _model_only(starts) -> None:
+    """Raise :class:`InputError` where ``starts`` are given with a likelihood that
+    is not a compiled model (they are starting points of a model's fits)."""
+    if starts is not None:
+        raise InputError(
+            "starts are starting points of a compiled model's fits; this likelihood "
+            "has none (for a surrogate, its labels' starts are already in its values)",
+            got=type(starts).__name__,
+        )
+
+
 def _inputs(model: Model, data, signal):
     require_poi(model, "inference")
     if data is None:
@@ -194,6 +205,7 @@ def hypotest(
             starts=_starts(model, starts),
         )
     else:
+        _model_only(starts)
         out = _hypotest_likelihood(model, mu, test_stat=test_stat)
     return out if return_details else HypotestResult(out.cls, out.cls_exp)
 
@@ -265,6 +277,7 @@ def upper_limit(
             starts=_starts(model, starts),
         )
     else:
+        _model_only(starts)
         out = LimitDetails(*upper_limit_one(model, alpha, test_stat, rtol))
     return out if return_details else LimitResult(out.mu_up, out.mu_up_exp)
 

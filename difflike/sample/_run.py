@@ -440,6 +440,14 @@ def sample(
         model, data, settings.expectations, basins=settings.restarts
     )
     space = yield_space(model, labels, settings)
+    if meta is not None and meta.get("space") is not None:
+        # an extension samples where the dataset began, though the reference fits
+        # may have moved since (a relabelling, or a labeller with other basins)
+        space = YieldSpace(
+            lower=jnp.asarray(meta["space"]["lower"], jnp.float64),
+            scale=jnp.asarray(meta["space"]["scale"], jnp.float64),
+            prior_width=jnp.asarray(meta["space"]["prior_width"], jnp.float64),
+        )
     index = [
         int(column[settings.expectations.index(t["expectation"])]) for t in target_list
     ]
@@ -701,6 +709,19 @@ def relabel(
         if had is None or had[:n] != header["relabelled"]["chunks"][:n]:
             raise InputError(
                 f"{folder} holds another dataset than the relabelling of {source}",
+                file=str(folder / _dataset.SIDECAR),
+            )
+        if meta.get("label_restarts") != LABEL_RESTARTS:
+            raise InputError(
+                f"{folder} was relabelled by another labeller "
+                f"({meta.get('label_restarts')!r}, now {LABEL_RESTARTS!r}): "
+                "relabel into a new folder",
+                file=str(folder / _dataset.SIDECAR),
+            )
+        if n > len(old["chunks"]):
+            raise InputError(
+                f"{folder} is the relabelling of {source} extended since by "
+                "sampling: it is complete (extend it with difflike sample)",
                 file=str(folder / _dataset.SIDECAR),
             )
         meta["relabelled"] = header["relabelled"]

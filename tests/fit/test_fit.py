@@ -10,7 +10,7 @@ import pytest
 import difflike as dl
 from difflike.errors import InputError, InvalidModelError, ShapeError
 from difflike.fit import STATUS_MESSAGES, fit, minimize, profile
-from tests.conftest import pyhf_example_point
+from tests.conftest import pyhf_example_point, two_well_model
 
 POINT = "sig_400_100"
 
@@ -291,44 +291,6 @@ def test_restarts_keep_the_deepest_minimum(example, sr_example):
         profile(model, data, 1.0, restarts=10_000)
 
 
-def _two_well_model():
-    """One bin: a signal (mu) of 1 event over a background of 10 whose histosys
-    raises it in both directions (+6 up, +3 down), observed 20: at mu = 1 the data
-    ask for more events, and the constraint pulls back, on either side: minima at
-    alpha = +1.017 (-ln L 4.090) and alpha = -1.151 (4.952)."""
-    spec = {
-        "channels": [
-            {
-                "name": "SR",
-                "samples": [
-                    {
-                        "name": "signal",
-                        "data": [1.0],
-                        "modifiers": [
-                            {"name": "mu", "type": "normfactor", "data": None}
-                        ],
-                    },
-                    {
-                        "name": "background",
-                        "data": [10.0],
-                        "modifiers": [
-                            {
-                                "name": "alpha",
-                                "type": "histosys",
-                                "data": {"hi_data": [16.0], "lo_data": [13.0]},
-                            }
-                        ],
-                    },
-                ],
-            }
-        ],
-        "observations": [{"name": "SR", "data": [20.0]}],
-        "measurements": [{"name": "m", "config": {"poi": "mu", "parameters": []}}],
-        "version": "1.0.0",
-    }
-    return dl.load(spec)
-
-
 def test_mirror_start_reaches_the_deeper_well():
     """From alpha = -3 a fit ends in the shallow well (alpha = -1.151); with
     ``mirror`` it is also made from alpha = +1.151 (reflected through the
@@ -336,7 +298,7 @@ def test_mirror_start_reaches_the_deeper_well():
     start reflects through the auxiliary datum (the centre), not through zero."""
     from difflike.fit._restarts import mirrored
 
-    model, data = _two_well_model()
+    model, data = two_well_model()
     alpha = model.config.par_index("alpha")
     shallow = np.asarray(model.config.init, float).copy()
     shallow[alpha] = -3.0

@@ -24,7 +24,7 @@ from difflike.infer import (
 )
 from difflike.infer._likelihood import ModelLikelihood, warm_starts
 from difflike.infer._teststat import from_fits
-from tests.conftest import FIXTURES, assert_close, pyhf_example_point
+from tests.conftest import FIXTURES, assert_close, pyhf_example_point, two_well_model
 
 pytestmark = pytest.mark.xdist_group("infer-example")
 
@@ -277,3 +277,17 @@ def test_other_starts(example, details):
     np.testing.assert_allclose(other.mu_up, plain.mu_up, rtol=1e-6)
     with pytest.raises(InputError, match="starts"):
         dl.hypotest(1.0, model, data, starts=init)
+    # a likelihood that is not a compiled model has no fits to start
+    for call, args in ((dl.hypotest, (1.0,)), (dl.upper_limit, ())):
+        with pytest.raises(InputError, match="compiled model"):
+            call(*args, likelihood(model, data), starts=starts)
+    # two minima: from alpha = -3 the fit at mu = 1 ends in the shallow one, a
+    # start at alpha = +1 reaches the deep one; the Asimov data stay pyhf's
+    two, two_data = two_well_model(alpha_init=-3.0)
+    deep = np.asarray(two.config.init, float).copy()
+    deep[two.config.par_index("alpha")] = 1.0
+    plain = dl.hypotest(1.0, two, two_data, return_details=True)
+    other = dl.hypotest(1.0, two, two_data, return_details=True, starts=deep[None])
+    assert float(plain.nll_mu) == pytest.approx(4.952, abs=1e-3)
+    assert float(other.nll_mu) == pytest.approx(4.090, abs=1e-3)
+    np.testing.assert_allclose(other.nll_mu_asimov, plain.nll_mu_asimov, atol=1e-9)

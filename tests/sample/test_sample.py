@@ -420,6 +420,19 @@ def test_relabel(sr, dataset, tmp_path, monkeypatch, capsys):
     (out / "dataset.json").write_text(json.dumps(m))
     again = relabel(src, out, progress=False)
     np.testing.assert_array_equal(again.delta, new.delta)
+    # a stopped relabelling by another labeller, or one extended since, is refused
+    done = (out / "dataset.json").read_text()
+    m = json.loads(done)
+    stopped = {**m, "chunks": m["chunks"][:1], "label_restarts": {"probes": 1}}
+    (out / "dataset.json").write_text(json.dumps(stopped))
+    with pytest.raises(InputError, match="another labeller"):
+        relabel(src, out, progress=False)
+    (out / "dataset.json").write_text(
+        json.dumps({**m, "chunks": m["chunks"] + m["chunks"][-1:]})
+    )
+    with pytest.raises(InputError, match="extended"):
+        relabel(src, out, progress=False)
+    (out / "dataset.json").write_text(done)
     # what the sampler extends: its settings and labeller are the current ones
     model, data = sr
     settings = dataclasses.replace(SETTINGS, label_restart_above=20.0)
