@@ -72,7 +72,14 @@ def pyhf_check(spec, model, data, ds, n: int, seed: int = 0) -> dict:
     expectations = ("observed", "aposteriori")
     targets, column, _ = background_targets(model, data, expectations)
     first, _, _ = background_targets(model, data, expectations, basins=False)
-    below = np.asarray(first.nll0 - targets.nll0)[column]
+    # the labels' reference as the dataset records it (what its Delta are taken
+    # against), else as the labeller finds it now
+    recorded = ds.meta.get("basins", {})
+    nll0 = [
+        recorded.get(e, {}).get("nll0", float(targets.nll0[column[i]]))
+        for i, e in enumerate(expectations)
+    ]
+    below = np.asarray(first.nll0)[column] - np.asarray(nll0)
     rows = np.random.default_rng(seed).choice(len(ds), min(n, len(ds)), replace=False)
     out = {}
     for i, e in enumerate(expectations):

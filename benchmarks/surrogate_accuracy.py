@@ -105,7 +105,8 @@ def main() -> None:
         starts = exact_starts(model, data, ds)
     log(
         f"{len(names)} patchset points; exact limits "
-        f"({0 if starts is None else len(starts)} other starts) ..."
+        f"(from the model's init and {0 if starts is None else len(starts)} "
+        "more starting points) ..."
     )
     inf = inference_metrics(sur, model, data, yields, starts=starts)
 

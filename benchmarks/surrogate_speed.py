@@ -137,9 +137,12 @@ def main() -> None:
     # other minima: fitted from them too, as the labels were (surrogate_accuracy.py)
     from surrogate_accuracy import exact_starts  # this folder
 
-    starts = exact_starts(model, data) if e == "observed" else None
+    starts = None
+    if e == "observed":
+        starts = sur.starts(e)  # the surrogate's own record of its labels' starts
+        starts = exact_starts(model, data) if starts is None else starts
     if starts is not None:
-        log(f"exact limits from {len(starts)} starts as well ...")
+        log(f"exact limits from {len(starts)} more starting points as well ...")
         t = best_time(
             lambda: dl.upper_limit(model, data, s_exact, starts=starts).mu_up,
             args.repeats,

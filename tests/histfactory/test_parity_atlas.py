@@ -146,7 +146,17 @@ def test_every_patchset_point(likelihoods, analysis):
             rtol=EXPECTED_RTOL,
             err_msg=point,
         )
-        if i in same:
+        if i in same:  # the grid's layout is the point's: all of its config too
+            for name, want, ndim in (
+                ("init", ref["init"], 1),
+                ("fixed", ref["fixed"], 1),
+                ("bounds", ref["bounds"], 2),
+            ):  # per point where the grid's differ
+                have = np.asarray(getattr(config, name))
+                have = have[i] if have.ndim > ndim else have
+                np.testing.assert_array_equal(have, np.asarray(want), (point, name))
+            assert config.poi_index == ref["poi_index"], point
+            np.testing.assert_array_equal(np.asarray(data[i]), ref["data"], point)
             np.testing.assert_allclose(
                 expected[[0, -1], i, config.nmaindata :],
                 ref["expected_aux"],
