@@ -160,7 +160,9 @@ def find_basins(
     and the deepest background-only minimum as ``init`` and ``nll0`` (module doc).
 
     The search: each signal bin alone at :data:`BASIN_YIELDS` times its post-fit
-    background, labelled with restarts (probes and the mirror,
+    background (the first target's: one set of yields serves every data set, whose
+    expected data are built from the observed background-only fit, so their
+    post-fit backgrounds nearly agree), labelled with restarts (probes and the mirror,
     :mod:`difflike.fit._restarts`). Where a restart ends at least
     :data:`BASIN_MIN_GAIN` deeper than the fit from ``init``, its minimum is
     another start (at most :data:`BASIN_STARTS` per data set, the largest gains
