@@ -137,10 +137,7 @@ def main() -> None:
     # other minima: fitted from them too, as the labels were (surrogate_accuracy.py)
     from surrogate_accuracy import exact_starts  # this folder
 
-    starts = None
-    if e == "observed":
-        starts = sur.starts(e)  # the surrogate's own record of its labels' starts
-        starts = exact_starts(model, data) if starts is None else starts
+    starts = exact_starts(model, data, sur) if e == "observed" else None
     if starts is not None:
         log(f"exact limits from {len(starts)} more starting points as well ...")
         t = best_time(

@@ -439,15 +439,17 @@ def sample(
     labels, column, base_ok = background_targets(
         model, data, settings.expectations, basins=settings.restarts
     )
-    space = yield_space(model, labels, settings)
     if meta is not None and meta.get("space") is not None:
         # an extension samples where the dataset began, though the reference fits
         # may have moved since (a relabelling, or a labeller with other basins)
         space = YieldSpace(
-            lower=jnp.asarray(meta["space"]["lower"], jnp.float64),
-            scale=jnp.asarray(meta["space"]["scale"], jnp.float64),
-            prior_width=jnp.asarray(meta["space"]["prior_width"], jnp.float64),
+            **{
+                k: jnp.asarray(meta["space"][k], jnp.float64)
+                for k in ("lower", "scale", "prior_width")
+            }
         )
+    else:
+        space = yield_space(model, labels, settings)
     index = [
         int(column[settings.expectations.index(t["expectation"])]) for t in target_list
     ]
