@@ -459,7 +459,15 @@ def _sample_refs():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("analysis", ["ATLAS-SUSY-2018-04", "ATLAS-SUSY-2019-08"])
+@pytest.mark.parametrize(
+    "analysis",
+    # each its own xdist group: they share nothing with the module's example
+    # dataset, and on one worker with it they held that worker for ~7 minutes
+    [
+        pytest.param(a, marks=pytest.mark.xdist_group(f"labels-{a}"))
+        for a in ("ATLAS-SUSY-2018-04", "ATLAS-SUSY-2019-08")
+    ],
+)
 def test_atlas_labels_match_pyhf(likelihoods, analysis):
     """The labeller on 20 yield vectors per analysis (from negative yields near the
     lower bound to strongly excluded ones) against pyhf's fixed-POI fits on the same
