@@ -74,8 +74,11 @@ def _settings(modifier_settings: Mapping | None) -> tuple[str, str]:
     return normsys, histosys
 
 
-def _walk(spec: ModelSpec, normsys_code: str):
-    """Check the channels and list every modifier application in pyhf's walk order."""
+def _walk(spec: ModelSpec, normsys_code: str, checked: dict | None = None):
+    """Check the channels and list every modifier application in pyhf's walk order.
+
+    ``checked``: modifiers already checked on the same sample data, by the
+    identity of both (see :func:`compile_model`)."""
     source = spec.source
     channels: dict[str, dict] = {}
     for index, channel in enumerate(spec.channels):
@@ -161,10 +164,15 @@ def _walk(spec: ModelSpec, normsys_code: str):
                     channel_offset=offsets[c],
                     source=source,
                 )
-                if app.type == "normsys":
-                    BY_TYPE["normsys"].check(app, normsys_code)
-                else:
-                    BY_TYPE[app.type].check(app)
+                # a modifier checked before on the same sample data passed then
+                memo = (id(mods[key]), id(sample["data"]), normsys_code)
+                if checked is None or memo not in checked:
+                    if app.type == "normsys":
+                        BY_TYPE["normsys"].check(app, normsys_code)
+                    else:
+                        BY_TYPE[app.type].check(app)
+                    if checked is not None:  # keeping both alive keeps the ids theirs
+                        checked[memo] = (mods[key], sample["data"])
                 applications.append(app)
     return (
         channel_names,
@@ -182,6 +190,7 @@ def compile_model(
     *,
     modifier_settings: Mapping | None = None,
     require_poi: bool = False,
+    checked: dict | None = None,
 ) -> Model:
     """Compile a model spec into a :class:`Model`.
 
@@ -192,6 +201,11 @@ def compile_model(
             a type left out keeps pyhf's default (normsys code4, histosys code4p).
         require_poi: raise if ``spec.poi`` is not a parameter of the model (otherwise
             the model simply has no POI, as a background-only workspace).
+        checked: a dictionary shared by compilations of specs that share parts,
+            as the points of a patchset share the background-only workspace's
+            samples (:func:`difflike.load_patchset`): a modifier checked once on
+            the same sample data (the same objects) is not checked again. The
+            documents must not change between the compilations.
 
     Returns:
         The compiled model.
@@ -209,7 +223,7 @@ def compile_model(
         modifier_keys,
         samples,
         applications,
-    ) = _walk(spec, normsys_code)
+    ) = _walk(spec, normsys_code, checked)
 
     # -- parameters, in pyhf's order ----------------------------------------------------
     first_req: dict[str, dict[str, dict]] = {t: {} for t in BY_TYPE}

@@ -198,6 +198,7 @@ class Workspace:
         poi_name: str | None = None,
         signal_sample: str = "signal",
         point: str | None = None,
+        digest: str | None = None,
     ) -> ModelSpec:
         """The plain data from which :func:`difflike.histfactory.compile_model` builds.
 
@@ -211,6 +212,10 @@ class Workspace:
                 background, in which case ``"mu_signal"``.
             signal_sample: the name of the added signal sample.
             point: the patchset point this workspace carries, for the record.
+            digest: the workspace digest to record (default: this workspace's own,
+                a SHA-256 of the whole document; :func:`difflike.load_patchset`
+                records the background-only workspace's and skips computing one
+                per point).
         """
         meas = self.measurement(measurement)
         validate(meas, "measurement.json", file=self.source)
@@ -242,7 +247,7 @@ class Workspace:
             poi=poi,
             measurement=meas["name"],
             source=self.source,
-            digest=self.digest(),
+            digest=self.digest() if digest is None else digest,
             signal_regions=regions,
             point=point,
         )

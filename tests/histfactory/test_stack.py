@@ -161,3 +161,37 @@ def test_a_subset_of_points_in_order():
     assert grid.config.points == tuple(names)
     model, d = dl.load(dl.example_workspace(), patchset=ps, point=names[0])
     np.testing.assert_array_equal(np.asarray(data[0]), np.asarray(d))
+
+
+def test_a_point_that_changes_the_background_is_checked():
+    """The points share the background-only workspace's modifiers, each checked
+    once (load_patchset); a point whose patch changes one gets its own check, which
+    names that point."""
+    ws = dl.workspace.read_workspace(dl.example_workspace())
+    where = next(
+        (c, s, m)
+        for c, channel in enumerate(ws.spec["channels"])
+        for s, sample in enumerate(channel["samples"])
+        for m, modifier in enumerate(sample["modifiers"])
+        if modifier["type"] == "histosys"
+    )
+    with gzip.open(dl.example_patchset(), "rt") as f:
+        spec = json.load(f)
+    bad = spec["patches"][2]
+    bad["patch"].insert(  # first: the signal's operations move samples about
+        0,
+        {
+            "op": "replace",
+            "path": "/channels/{}/samples/{}/modifiers/{}/data/hi_data".format(*where),
+            "value": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0],
+        },
+    )
+    name = bad["metadata"]["name"]
+    with pytest.raises(InvalidModelError, match="hi_data") as err:
+        dl.load_patchset(dl.example_workspace(), spec, progress=False)
+    assert name in str(err.value)
+    # the grid records the background-only workspace's digest (pyhf's)
+    grid, _ = dl.load_patchset(
+        dl.example_workspace(), dl.example_patchset(), progress=False
+    )
+    assert grid.config.digest == ws.digest()
