@@ -153,27 +153,41 @@ def background_targets(
     return targets, np.asarray(column), jnp.stack(oks) & fits.converged
 
 
+def _search_yields(model: Model, targets: Target) -> tuple[np.ndarray, np.ndarray]:
+    """Where :func:`find_basins` looks: for each data set of ``targets``, each
+    signal bin alone at :data:`BASIN_YIELDS` times that data set's post-fit
+    background; ``(yields, owner)``, ``(nrows, nsignal)`` and the data set of each
+    row, ``(nrows,)``."""
+    zero = jnp.zeros(model.config.nsignal)
+    bins = jnp.asarray(model.signal_bins)
+    background = np.asarray(
+        jax.vmap(lambda p: model.expected_actualdata(p, zero)[bins])(targets.init)
+    )  # (ntargets, nsignal)
+    yields = np.concatenate([f * np.diag(b) for b in background for f in BASIN_YIELDS])
+    owner = np.repeat(np.arange(len(background)), len(BASIN_YIELDS) * bins.size)
+    return yields, owner
+
+
 def find_basins(
     model: Model, targets: Target, *, tol: float = TOL, max_iter: int = MAX_ITER
 ) -> Target:
     """``targets`` with the other minima of each data set's profile as ``starts``,
     and the deepest background-only minimum as ``init`` and ``nll0`` (module doc).
 
-    The search: each signal bin alone at :data:`BASIN_YIELDS` times its post-fit
-    background (the first target's: one set of yields serves every data set, whose
-    expected data are built from the observed background-only fit, so their
-    post-fit backgrounds nearly agree), labelled with restarts (probes and the mirror,
-    :mod:`difflike.fit._restarts`). Where a restart ends at least
-    :data:`BASIN_MIN_GAIN` deeper than the fit from ``init``, its minimum is
-    another start (at most :data:`BASIN_STARTS` per data set, the largest gains
+    The search: for each data set, each signal bin alone at :data:`BASIN_YIELDS`
+    times that data set's own post-fit background (a pre-fit expectation's can lie
+    far below the observed one's, and yields scaled by the observed one would leave
+    its expected counts negative and its fits failed), labelled with restarts
+    (probes and the mirror, :mod:`difflike.fit._restarts`); every data set's rows
+    share one batch, and each data set reads only its own (:func:`_search_yields`).
+    Where a restart ends at least :data:`BASIN_MIN_GAIN` deeper than the fit from
+    ``init``, its minimum is another start (at most :data:`BASIN_STARTS` per data set, the largest gains
     first), and the background-only fit is made again from it: a deeper minimum
     there becomes the reference, and the old one a start.
     """
     config = model.config
     zero = jnp.zeros(config.nsignal)
-    bins = jnp.asarray(model.signal_bins)
-    background = np.asarray(model.expected_actualdata(targets.init[0], zero)[bins])
-    yields = np.concatenate([f * np.diag(background) for f in BASIN_YIELDS])
+    yields, owner = _search_yields(model, targets)
     kw = dict(tol=LABEL_TOL, solver=LABEL_SOLVER)
     first = _label_rows(partial(_label_kernel, model, targets, **kw), 64, yields)
     kernel = partial(_restart_kernel, model, targets, probes=RESTART_PROBES, **kw)
@@ -181,6 +195,7 @@ def find_basins(
     gain = np.where(
         again[2], np.where(first[2], first[1] - again[1], np.inf), -np.inf
     )  # (nyields, ntargets)
+    gain = np.where(owner[:, None] == np.arange(gain.shape[1]), gain, -np.inf)
     minima = np.asarray(again[4])
     init, nll0 = np.array(targets.init), np.array(targets.nll0)
     lists = []

@@ -448,6 +448,50 @@ def test_relabel(sr, dataset, tmp_path, monkeypatch, capsys):
     assert "other minima used as starts" in capsys.readouterr().out
 
 
+def test_basin_search_at_each_data_sets_own_background():
+    """find_basins searches each data set at multiples of its own post-fit
+    background: where the observed fit pulls the background up threefold (a control
+    region), yields scaled by the observed one leave the pre-fit expectation's
+    counts negative, and none of its search fits converged."""
+    from difflike.sample._label import BASIN_YIELDS, _search_yields
+
+    bkg = [
+        {"name": "k_bkg", "type": "normfactor", "data": None},
+        {"name": "syst", "type": "normsys", "data": {"hi": 1.1, "lo": 0.9}},
+    ]
+    spec = {
+        "channels": [
+            {
+                "name": "CR",
+                "samples": [{"name": "b", "data": [100.0], "modifiers": bkg}],
+            },
+            {
+                "name": "SR",
+                "samples": [{"name": "b", "data": [10.0, 5.0], "modifiers": bkg}],
+            },
+        ],
+        "observations": [
+            {"name": "CR", "data": [300.0]},
+            {"name": "SR", "data": [33.0, 14.0]},
+        ],
+        "measurements": [{"name": "m", "config": {"poi": "mu", "parameters": []}}],
+        "version": "1.0.0",
+    }
+    model, data = dl.load(spec, signal_regions=["SR"])
+    targets, column, ok = background_targets(
+        model, data, ("observed", "apriori"), basins=False
+    )
+    yields, owner = _search_yields(model, targets)
+    assert list(owner) == [0, 0, 1, 1] and len(BASIN_YIELDS) == 1
+    # each row is its own data set's post-fit background times the factor
+    np.testing.assert_allclose(np.diag(yields[:2]) / np.diag(yields[2:]), 3.0, rtol=0.1)
+    _, _, conv = label(model, targets, column, yields, ok, restart_above=None)
+    assert conv[owner == 0, 0].all() and conv[owner == 1, 1].all()
+    # the observed data set's yields, as the search used for every data set
+    _, _, conv = label(model, targets, column, yields[:2], ok, restart_above=None)
+    assert not conv[:, 1].any()
+
+
 def _sample_refs():
     import gzip
 
