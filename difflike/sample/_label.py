@@ -181,9 +181,9 @@ def find_basins(
     (probes and the mirror, :mod:`difflike.fit._restarts`); every data set's rows
     share one batch, and each data set reads only its own (:func:`_search_yields`).
     Where a restart ends at least :data:`BASIN_MIN_GAIN` deeper than the fit from
-    ``init``, its minimum is another start (at most :data:`BASIN_STARTS` per data set, the largest gains
-    first), and the background-only fit is made again from it: a deeper minimum
-    there becomes the reference, and the old one a start.
+    ``init``, its minimum is another start (at most :data:`BASIN_STARTS` per data
+    set, the largest gains first), and the background-only fit is made again from
+    it: a deeper minimum there becomes the reference, and the old one a start.
     """
     config = model.config
     zero = jnp.zeros(config.nsignal)
