@@ -84,7 +84,7 @@ def pyhf_check(spec, model, data, ds, n: int, seed: int = 0) -> dict:
     out = {}
     for i, e in enumerate(expectations):
         col = ds.expectations.index(e)
-        diffs, failed = [], 0
+        diffs, kept, failed = [], [], 0
         start = time.perf_counter()
         for r in rows:
             try:
@@ -93,8 +93,15 @@ def pyhf_check(spec, model, data, ds, n: int, seed: int = 0) -> dict:
                 failed += 1
                 continue
             diffs.append(float(ds.delta[r, col]) + below[i] - ref)
+            kept.append(int(r))
         diffs = np.asarray(diffs)
         close = np.abs(diffs) <= 1e-4
+        # the rows that disagree, to look at again without repeating every fit
+        apart = [
+            {"row": r, "signal": ds.signal[r].tolist(), "difference": float(d)}
+            for r, d in zip(kept, diffs)
+            if abs(d) > 1e-4
+        ]
         out[e] = {
             "n": len(rows),
             "reference_below_pyhf": float(below[i]),
@@ -105,6 +112,7 @@ def pyhf_check(spec, model, data, ds, n: int, seed: int = 0) -> dict:
             "max_abs_diff_close": float(np.abs(diffs[close]).max(initial=0.0)),
             "max_abs_diff": float(np.abs(diffs).max(initial=0.0)),
             "pyhf_seconds_per_label": (time.perf_counter() - start) / len(rows),
+            "apart": apart,
         }
         log(
             f"pyhf check {e}: {out[e]['within_1e-4']}/{len(rows)} within 1e-4 "
