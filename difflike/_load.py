@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 
+import numpy as np
 from jax import numpy as jnp
 from jaxtyping import Array, Float
 
@@ -107,18 +108,47 @@ def load(
     ws = load_workspace(
         workspace, patch=patch, patchset=patchset, point=point, verify=verify
     )
-    spec = ws.model_spec(
+    model, data = _compile(
+        ws,
         measurement=measurement,
         signal_regions=signal_regions,
         poi_name=poi_name,
         point=point if isinstance(point, str) else None,
+        modifier_settings=modifier_settings,
+        require_poi=poi_name is not None or patch is not None or patchset is not None,
+    )
+    return model, jnp.asarray(data)
+
+
+def _compile(
+    ws: Workspace,
+    *,
+    measurement: str | None,
+    modifier_settings: Mapping | None,
+    require_poi: bool,
+    signal_regions: Sequence[str] | None = None,
+    poi_name: str | None = None,
+    point: str | None = None,
+    digest: str | None = None,
+    checked: dict | None = None,
+) -> tuple[Model, np.ndarray]:
+    """A read (and patched) workspace to its model and observed data, ``(ndata,)``
+    (``digest`` and ``checked``: see :meth:`Workspace.model_spec` and
+    :func:`compile_model`)."""
+    spec = ws.model_spec(
+        measurement=measurement,
+        signal_regions=signal_regions,
+        poi_name=poi_name,
+        point=point,
+        digest=digest,
     )
     model = compile_model(
         spec,
         modifier_settings=modifier_settings,
-        require_poi=poi_name is not None or patch is not None or patchset is not None,
+        require_poi=require_poi,
+        checked=checked,
     )
-    return model, jnp.asarray(observed_data(spec, model))
+    return model, observed_data(spec, model)
 
 
 def load_patchset(
@@ -176,12 +206,15 @@ def load_patchset(
     for name in tqdm(
         names, desc="compiling points", unit="point", disable=not progress
     ):
-        point = ws.with_point(ps, name, verify=False)
-        spec = point.model_spec(measurement=measurement, point=name, digest=digest)
-        model = compile_model(
-            spec, modifier_settings=modifier_settings, require_poi=True, checked=checked
+        model, d = _compile(
+            ws.with_point(ps, name, verify=False),
+            measurement=measurement,
+            modifier_settings=modifier_settings,
+            require_poi=True,
+            point=name,
+            digest=digest,
+            checked=checked,
         )
-        d = observed_data(spec, model)
         models.append(model)
         data.append(d)
     grid, grid_data = stack_models(
