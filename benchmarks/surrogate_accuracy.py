@@ -54,7 +54,8 @@ def exact_starts(model, data, dataset=None) -> np.ndarray | None:
     """The points the observed labels were fitted from where the profile has other
     minima: the record of ``dataset`` (a dataset or a surrogate trained on one:
     :meth:`~difflike.sample.YieldDataset.starts`,
-    :meth:`~difflike.surrogate.Surrogate.starts`), or else found again (``difflike.sample.background_targets``, docs/sampling.md). The
+    :meth:`~difflike.surrogate.Surrogate.starts`), or else found again
+    (``difflike.sample.background_targets``, docs/sampling.md). The
     exact profiler's other starts, so that both sides answer for the deepest
     minimum. ``None`` where there are none."""
     if dataset is not None and dataset.starts("observed") is not None:
