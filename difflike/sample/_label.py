@@ -37,7 +37,7 @@ from jaxtyping import Array, Bool, Float
 from difflike._pytree import replace
 from difflike._vectorize import default_chunk, vectorize
 from difflike.fit._api import MAX_ITER, TOL, _fit_kernel, check_solver
-from difflike.fit._restarts import deeper, mirrored
+from difflike.fit._restarts import constraint_widths, deeper, mirrored, scattered
 from difflike.histfactory import Model
 from difflike.infer._delta import _check_expectation, _expectation_data_kernel
 from difflike.sample._target import Target, delta_at, nuisance_of
@@ -83,18 +83,54 @@ RESTART_ABOVE = 20.0
 RESTART_PROBES = 2
 #: iteration cap of a restarted fit (from the background-only fit ~10 suffice)
 RESTART_MAX_ITER = 100
-#: where :func:`find_basins` looks for other minima: each signal bin alone at
-#: these multiples of its post-fit background. On ATLAS-SUSY-2018-04 the observed
-#: profile has a second minimum (``TopSystHardCodeSR1`` pulled by +1.3 instead of
-#: the tau energy scale) from the background-only fit itself, 0.043 deeper in
-#: -ln L, to yields well above zero; the probes reach it only from yields below
-#: about -0.5, and labels that took it there and not beside it jumped by up to
-#: 0.4 in -2 Delta along that line (docs/sampling.md).
+#: where :func:`find_basins` looks for other minima with probes and the mirror
+#: (:mod:`difflike.fit._restarts`): each signal bin alone at these multiples of its
+#: post-fit background. On ATLAS-SUSY-2018-04 the observed profile has a second
+#: minimum (``TopSystHardCodeSR1`` pulled by +1.3 instead of the tau energy scale)
+#: from the background-only fit itself, 0.043 deeper in -ln L, to yields well above
+#: zero; the probes reach it only from yields below about -0.5, and labels that
+#: took it there and not beside it jumped by up to 0.4 in -2 Delta along that line
+#: (docs/sampling.md).
 BASIN_YIELDS = (-0.8,)
-#: the most other starts a data set keeps
-BASIN_STARTS = 2
+#: where :func:`find_basins` also looks from random starts: each signal bin alone at
+#: these multiples of its post-fit background, and every bin together at each. On ATLAS-SUSY-2018-04 a minimum with four jet-energy-resolution
+#: pulls flipped together lies up to 14 deeper in -ln L at large yields in the
+#: second region than where Newton, the probes or the mirror end (they move one
+#: pull, or all); labels that missed it were up to 11 too low in Delta on 14% of
+#: sampled rows (docs/sampling.md).
+BASIN_SCATTER_YIELDS = (2.0, 4.0)
+#: random starts per search point and round (:func:`difflike.fit._restarts.scattered`).
+#: With 12, which minima a seed found varied: labels of the same 200 rows of
+#: ATLAS-SUSY-2018-04 differed between two seeds by up to 10 in -ln L
+BASIN_SCATTER = 32
+#: rounds of random starts: the first about each search point's first minimum,
+#: each later one about the deepest found there so far (basin hopping). Later
+#: rounds reach deeper minima at the search points themselves, but on
+#: ATLAS-SUSY-2018-04 those served labels elsewhere worse than the first round's
+#: (16 of 200 observed rows up to 9 shallower in -ln L): one round
+BASIN_ROUNDS = 1
+#: their spread about the background-only fit, in constraint widths
+BASIN_SPREAD = 1.5
+#: the seed of the random starts (a dataset records it)
+BASIN_SEED = 0
+#: the most other starts a data set keeps (each costs every label one more fit)
+BASIN_STARTS = 6
+#: how many of them are the minima the probes and the mirror found, whatever
+#: the random starts find: the deepest at their points first
+BASIN_PROBE_STARTS = 2
+#: the most minima per data set tried as starts at every search point before
+#: the starts are chosen (:func:`_choose_starts`)
+BASIN_CANDIDATES = 16
+#: the multiples of each bin's post-fit background at whose combinations
+#: :func:`_choose_starts` tries the candidates (:func:`_trial_yields`)
+BASIN_TRIALS = (-0.5, 0.0, 1.0, 2.0, 4.0)
+#: the most combinations; with more signal bins, each bin alone and all together
+BASIN_MAX_TRIALS = 64
 #: how much deeper in -ln L a minimum must be to count as another one
 BASIN_MIN_GAIN = 1e-4
+#: two minima closer than this in every free parameter (in constraint widths, or
+#: the parameter's own units where it is unconstrained) are one start
+BASIN_SAME = 0.2
 
 
 def background_targets(
@@ -153,19 +189,52 @@ def background_targets(
     return targets, np.asarray(column), jnp.stack(oks) & fits.converged
 
 
-def _search_yields(model: Model, targets: Target) -> tuple[np.ndarray, np.ndarray]:
-    """Where :func:`find_basins` looks: for each data set of ``targets``, each
-    signal bin alone at :data:`BASIN_YIELDS` times that data set's post-fit
-    background; ``(yields, owner)``, ``(nrows, nsignal)`` and the data set of each
-    row, ``(nrows,)``."""
+def _background(model: Model, targets: Target) -> np.ndarray:
+    """Each data set's post-fit background in the signal bins, ``(ntargets,
+    nsignal)``."""
     zero = jnp.zeros(model.config.nsignal)
     bins = jnp.asarray(model.signal_bins)
-    background = np.asarray(
+    return np.asarray(
         jax.vmap(lambda p: model.expected_actualdata(p, zero)[bins])(targets.init)
-    )  # (ntargets, nsignal)
-    yields = np.concatenate([f * np.diag(b) for b in background for f in BASIN_YIELDS])
-    owner = np.repeat(np.arange(len(background)), len(BASIN_YIELDS) * bins.size)
-    return yields, owner
+    )
+
+
+def _trial_yields(b: np.ndarray) -> np.ndarray:
+    """Where :func:`_choose_starts` tries the candidates for a data set of post-fit
+    background ``b`` ``(nsignal,)``, besides the search points: every combination
+    of :data:`BASIN_TRIALS` times each bin's background where there are at most
+    :data:`BASIN_MAX_TRIALS`, else each bin alone and all bins together at each of
+    them; ``(ntrials, nsignal)``."""
+    f = np.asarray(BASIN_TRIALS)
+    if len(f) ** b.size <= BASIN_MAX_TRIALS:
+        grid = np.stack(np.meshgrid(*[f] * b.size, indexing="ij"), -1)
+        return grid.reshape(-1, b.size) * b
+    axes = [x * np.diag(b) for x in f]
+    return np.concatenate([*axes, f[:, None] * b[None, :]])
+
+
+def _search_yields(
+    model: Model, targets: Target
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where :func:`find_basins` looks: for each data set of ``targets``, each
+    signal bin alone at :data:`BASIN_YIELDS` times that data set's post-fit
+    background (``probed`` rows), then alone and all together at
+    :data:`BASIN_SCATTER_YIELDS` times it; ``(yields, owner, probed)``,
+    ``(nrows, nsignal)``, the data set of each row ``(nrows,)``, and whether the
+    probes and the mirror search that row ``(nrows,)``."""
+    background = _background(model, targets)
+    rows, owner, probed = [], [], []
+    for t, b in enumerate(background):
+        probe = [f * np.diag(b) for f in BASIN_YIELDS]
+        scatter = [f * np.diag(b) for f in BASIN_SCATTER_YIELDS]
+        if BASIN_SCATTER_YIELDS and b.size > 1:
+            scatter += [f * b[None, :] for f in BASIN_SCATTER_YIELDS]
+        for block, flag in ((probe, True), (scatter, False)):
+            for y in block:
+                rows.append(y)
+                owner += [t] * len(y)
+                probed += [flag] * len(y)
+    return np.concatenate(rows), np.asarray(owner), np.asarray(probed)
 
 
 def find_basins(
@@ -174,34 +243,82 @@ def find_basins(
     """``targets`` with the other minima of each data set's profile as ``starts``,
     and the deepest background-only minimum as ``init`` and ``nll0`` (module doc).
 
-    The search: for each data set, each signal bin alone at :data:`BASIN_YIELDS`
-    times that data set's own post-fit background (a pre-fit expectation's can lie
-    far below the observed one's, and yields scaled by the observed one would leave
-    its expected counts negative and its fits failed), labelled with restarts
-    (probes and the mirror, :mod:`difflike.fit._restarts`); every data set's rows
-    share one batch, and each data set reads only its own (:func:`_search_yields`).
-    Where a restart ends at least :data:`BASIN_MIN_GAIN` deeper than the fit from
-    ``init``, its minimum is another start (at most :data:`BASIN_STARTS` per data
-    set, the largest gains first), and the background-only fit is made again from
-    it: a deeper minimum there becomes the reference, and the old one a start.
+    The search (:func:`_search_yields`): for each data set, fits at yields that are
+    multiples of its own post-fit background (a pre-fit expectation's can lie far
+    below the observed one's, and yields scaled by the observed one would leave its
+    expected counts negative and its fits failed), from the background-only fit and
+    from :data:`BASIN_SCATTER` random starts in each of :data:`BASIN_ROUNDS` rounds
+    (:func:`~difflike.fit._restarts.scattered`, seed :data:`BASIN_SEED`: about the
+    background-only fit, then about the deepest minimum found there so far); at the
+    negative yields also from the probes and the mirror
+    (:mod:`difflike.fit._restarts`). Each search point's deepest minimum, where it
+    lies at least :data:`BASIN_MIN_GAIN` below the fit from the background-only fit,
+    is another start: at most :data:`BASIN_STARTS` per data set, the largest gains
+    first, one of any that lie within :data:`BASIN_SAME` of each other. The
+    background-only fit is then made again from each: a deeper minimum there becomes
+    the reference, and the old one a start.
     """
     config = model.config
     zero = jnp.zeros(config.nsignal)
-    yields, owner = _search_yields(model, targets)
+    yields, owner, probed = _search_yields(model, targets)
+    nrows = len(yields)
     kw = dict(tol=LABEL_TOL, solver=LABEL_SOLVER)
+    paired = partial(_paired_kernel, model, **kw)
     first = _label_rows(partial(_label_kernel, model, targets, **kw), 64, yields)
-    kernel = partial(_restart_kernel, model, targets, probes=RESTART_PROBES, **kw)
-    again = _label_rows(kernel, 64, yields, first[4])
-    gain = np.where(
-        again[2], np.where(first[2], first[1] - again[1], np.inf), -np.inf
-    )  # (nyields, ntargets)
-    gain = np.where(owner[:, None] == np.arange(gain.shape[1]), gain, -np.inf)
-    minima = np.asarray(again[4])
+    mine = (np.arange(nrows), owner)  # each point against its own data set
+    base = np.where(first[2][mine], first[1][mine], np.inf)  # (nrows,)
+    best = base.copy()  # each point's deepest minimum so far, and where it lies
+    centre = np.array(first[4])[mine]
+    found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def seen(rows, nll, ok, pars):
+        """Record the minima deeper than the first fit's, and each point's best."""
+        deeper = ok & (nll < base[rows] - BASIN_MIN_GAIN)
+        found.append((rows[deeper], base[rows[deeper]] - nll[deeper], pars[deeper]))
+        for r, v, x in zip(rows[deeper], nll[deeper], pars[deeper]):
+            if v < best[r]:
+                best[r], centre[r] = v, x
+
+    if probed.any():
+        rows = np.flatnonzero(probed)
+        kernel = partial(_restart_kernel, model, targets, probes=RESTART_PROBES, **kw)
+        again = _label_rows(kernel, 64, yields[rows], first[4][rows])
+        at = (np.arange(len(rows)), owner[rows])
+        seen(rows, again[1][at], again[2][at], np.asarray(again[4])[at])
+    # the probes' minima are starts whatever the random starts find (at most
+    # BASIN_PROBE_STARTS per data set, the largest gains first)
+    kept = [[] for _ in range(len(targets.nll0))]
+    if found:
+        rows, gains, pars = found[0]
+        for i in np.argsort(-gains, kind="stable"):
+            if len(kept[owner[rows[i]]]) < BASIN_PROBE_STARTS:
+                kept[owner[rows[i]]].append(pars[i])
+    rows = np.repeat(np.arange(nrows), BASIN_SCATTER)
+    for r in range(BASIN_ROUNDS if BASIN_SCATTER else 0):
+        # the first round about the background-only fit's minimum at each point,
+        # each later one about the deepest minimum there so far (basin hopping)
+        draws = _scatter_kernel(
+            model,
+            targets.data[owner],
+            jnp.asarray(centre),
+            jnp.asarray(yields),
+            jax.random.fold_in(jax.random.key(BASIN_SEED), r),
+            starts=BASIN_SCATTER,
+            spread=BASIN_SPREAD,
+        )  # (nrows, BASIN_SCATTER, npars)
+        t = owner[rows]
+        out = _label_rows(
+            paired,
+            64,
+            targets.data[t],
+            draws.reshape(len(rows), -1),
+            targets.nll0[t],
+            jnp.asarray(yields[rows]),
+        )
+        seen(rows, out[1], out[2], np.asarray(out[4]))
+    lists = _choose_starts(model, targets, yields, owner, base, found, kept, paired)
     init, nll0 = np.array(targets.init), np.array(targets.nll0)
-    lists = []
-    for t in range(len(nll0)):
-        rows = [r for r in np.argsort(-gain[:, t]) if gain[r, t] >= BASIN_MIN_GAIN]
-        starts = [minima[r, t] for r in rows[:BASIN_STARTS]]
+    for t, starts in enumerate(lists):
         if starts:
             fit = _fit_kernel(
                 model,
@@ -219,7 +336,6 @@ def find_basins(
                 # the background-only fit had stopped in a shallower minimum
                 starts[k] = init[t].copy()
                 init[t], nll0[t] = np.asarray(fit.pars[k]), value[k]
-        lists.append(starts)
     most = max(map(len, lists))
     if most == 0:
         return targets
@@ -232,6 +348,107 @@ def find_basins(
         nll0=jnp.asarray(nll0),
         starts=jnp.asarray(padded),
     )
+
+
+def _choose_starts(model, targets, yields, owner, base, found, kept, paired):
+    """Which of the minima :func:`find_basins` found become starts, per data set: a
+    list of ``(npars,)`` arrays each.
+
+    The candidates (``found``: the search point, gain and minimum of every fit that
+    ended deeper than the first fit at its point) are thinned to
+    :data:`BASIN_CANDIDATES` per data set: each point's deepest, then each one's
+    second deepest, and so on, one of any that lie within :data:`BASIN_SAME` of each
+    other. ``kept`` (per data set, the probes' minima) are starts whatever the
+    others do. Each is then a start at every trial point of its data set (the
+    search points and :func:`_trial_yields`), and the other starts are chosen
+    greedily as labels use them, given ``kept``: the one that lowers the deepest
+    minimum over all those points the most,
+    then the next given it, while a choice lowers one by :data:`BASIN_MIN_GAIN` or
+    more, at most :data:`BASIN_STARTS`. A minimum that is the deepest at its own
+    point need not be where a fit from it ends at another: on ATLAS-SUSY-2018-04
+    keeping each point's deepest minimum missed starts that lower labels by up to
+    10 in -ln L (docs/sampling.md)."""
+    fixed = np.asarray(model.config.fixed)
+    scale = np.asarray(constraint_widths(model))
+    scale = np.where(scale > 0, scale, 1.0)[~fixed]
+    rows = np.concatenate([f[0] for f in found]) if found else np.zeros(0, int)
+    gains = np.concatenate([f[1] for f in found]) if found else np.zeros(0)
+    pars = np.concatenate([f[2] for f in found]) if found else np.zeros((0, 1))
+    picked = []
+    for t in range(len(targets.nll0)):
+        mine = np.flatnonzero(owner[rows] == t)
+        # round robin over the search points: each point's deepest minimum, then
+        # each one's second, ...: a point with small gains still contributes
+        by_gain = mine[np.argsort(-gains[mine], kind="stable")]
+        rank = np.zeros(len(by_gain), int)
+        for p in np.unique(rows[by_gain]):
+            at = rows[by_gain] == p
+            rank[at] = np.arange(at.sum())
+        cands: list[np.ndarray] = list(kept[t])
+        for i in by_gain[np.argsort(rank, kind="stable")]:
+            if len(cands) == len(kept[t]) + BASIN_CANDIDATES:
+                break
+            near = (np.max(np.abs(pars[i] - c)[~fixed] / scale) for c in cands)
+            if min(near, default=np.inf) > BASIN_SAME:
+                cands.append(pars[i])
+        picked.append(cands)
+    # the fit from init and from every candidate at every trial point of its data
+    # set, in one batch
+    trials = [
+        np.concatenate([_trial_yields(b), yields[owner == t]])
+        for t, b in enumerate(_background(model, targets))
+    ]
+    init = np.asarray(targets.init)
+    pairs = [
+        (t, c, r)
+        for t, cands in enumerate(picked)
+        if cands
+        for c in range(len(cands) + 1)
+        for r in range(len(trials[t]))
+    ]
+    if not pairs:
+        return [[] for _ in picked]
+    t, c, r = (np.asarray(a) for a in zip(*pairs))
+    out = _label_rows(
+        paired,
+        64,
+        targets.data[t],
+        jnp.asarray(
+            np.stack(
+                [init[ti] if ci == 0 else picked[ti][ci - 1] for ti, ci in zip(t, c)]
+            )
+        ),
+        targets.nll0[t],
+        jnp.asarray(np.stack([trials[ti][ri] for ti, ri in zip(t, r)])),
+    )
+    value = np.where(out[2], out[1], np.inf)
+    lists = []
+    for k, cands in enumerate(picked):
+        if not cands:
+            lists.append([])
+            continue
+        # (1 + ncandidates, ntrials): -ln L from init, then each candidate
+        v = value[t == k].reshape(len(cands) + 1, len(trials[k]))
+        deepest, v = v[0], v[1:]
+        chosen: list[np.ndarray] = list(kept[k])
+        for j in range(len(chosen)):
+            deepest = np.minimum(deepest, v[j])
+            v[j] = np.inf
+        while len(chosen) < BASIN_STARTS:
+            lower = np.where(
+                np.isfinite(v),
+                np.minimum(np.where(np.isfinite(deepest), deepest - v, 1e6), 1e6),
+                0.0,
+            )
+            total = np.maximum(lower, 0.0).sum(axis=1)
+            j = int(np.argmax(total)) if len(total) else 0
+            if not len(total) or lower[j].max() < BASIN_MIN_GAIN:
+                break
+            chosen.append(cands[j])
+            deepest = np.minimum(deepest, v[j])
+            v[j] = np.inf
+        lists.append(chosen)
+    return lists
 
 
 def signal_bin_covariance(
@@ -299,12 +516,11 @@ def _gradient(model, data, pars, s):
     return jax.grad(lambda x: model.logpdf(pars, data, x))(s)
 
 
-@partial(jax.jit, static_argnames=("tol", "solver"))
-def _label_kernel(model, targets: Target, signal, *, tol, solver):
-    """``(delta, nll, converged, gradient, pars)``, each ``(n, ntargets[, nsignal or
-    npars])``: every sample ``(n, nsignal)`` against every target's data, the fits
-    started from ``targets.init``; ``gradient`` is :math:`\\partial\\Delta/\\partial s`
-    (:func:`_gradient`). ``pars`` (the minima) are what a restart pass mirrors."""
+def _fits(model, data, init, nll0, signal, *, tol, solver):
+    """``(delta, nll, converged, gradient, pars)`` of the fits at ``signal`` on
+    ``data`` started from ``init``, ``delta`` against ``nll0``: the arguments
+    broadcast against each other (leading axes), each output has their common shape
+    (then ``nsignal`` or ``npars``)."""
 
     def one(model, data, init, nll0, s):
         target = Target(data=data, init=init, nll0=nll0, beta=jnp.ones(()))
@@ -325,11 +541,49 @@ def _label_kernel(model, targets: Target, signal, *, tol, solver):
         batch_ndim=lambda _: 0,
         chunk=default_chunk(),
     )
-    # (n, 1, nsignal) against (ntargets, ...): every sample with every data set
-    delta, nll, status, grad, pars = run(
-        model, targets.data, targets.init, targets.nll0, signal[:, None, :]
-    )
+    delta, nll, status, grad, pars = run(model, data, init, nll0, signal)
     return delta, nll, status <= 1, grad, pars
+
+
+@partial(jax.jit, static_argnames=("tol", "solver"))
+def _label_kernel(model, targets: Target, signal, *, tol, solver):
+    """``(delta, nll, converged, gradient, pars)``, each ``(n, ntargets[, nsignal or
+    npars])``: every sample ``(n, nsignal)`` against every target's data, the fits
+    started from ``targets.init``; ``gradient`` is :math:`\\partial\\Delta/\\partial s`
+    (:func:`_gradient`). ``pars`` (the minima) are what a restart pass mirrors."""
+    # (n, 1, nsignal) against (ntargets, ...): every sample with every data set
+    return _fits(
+        model,
+        targets.data,
+        targets.init,
+        targets.nll0,
+        signal[:, None, :],
+        tol=tol,
+        solver=solver,
+    )
+
+
+@partial(jax.jit, static_argnames=("starts", "spread"))
+def _scatter_kernel(model, data, centre, signal, key, *, starts, spread):
+    """:func:`~difflike.fit._restarts.scattered` starts for each search point,
+    ``(nrows, starts, npars)``: about ``centre`` ``(nrows, npars)``, each kept where
+    :math:`-\\ln L` at its ``data`` ``(nrows, ndata)`` and ``signal`` ``(nrows,
+    nsignal)`` is finite (module doc of :mod:`difflike.fit._restarts`)."""
+    free = ~model.config.fixed
+
+    def one(d, x, s, k):
+        def nll(y):
+            return -model.logpdf(y, d, s)
+
+        return scattered(model, x, k, starts, spread, free, nll)
+
+    keys = jax.random.split(key, centre.shape[0])
+    return jax.vmap(one)(data, centre, signal, keys)
+
+
+#: :func:`_fits` row by row: ``data (n, ndata), init (n, npars), nll0 (n,), signal
+#: (n, nsignal)``, one fit each (find_basins' random starts)
+_paired_kernel = jax.jit(_fits, static_argnames=("tol", "solver"))
 
 
 @partial(jax.jit, static_argnames=("tol", "solver", "probes"))

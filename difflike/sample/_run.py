@@ -41,7 +41,16 @@ from difflike.fit._api import check_solver
 from difflike.histfactory import Model
 from difflike.sample import _dataset
 from difflike.sample._label import (
+    BASIN_CANDIDATES,
+    BASIN_PROBE_STARTS,
+    BASIN_ROUNDS,
+    BASIN_SAME,
+    BASIN_SCATTER,
+    BASIN_SCATTER_YIELDS,
+    BASIN_SEED,
+    BASIN_SPREAD,
     BASIN_STARTS,
+    BASIN_TRIALS,
     BASIN_YIELDS,
     LABEL_SOLVER,
     LABEL_TOL,
@@ -313,7 +322,19 @@ def _header(model, settings, seed, space, target_list, requested) -> dict[str, A
 LABEL_RESTARTS = {
     "probes": RESTART_PROBES,
     "mirror": True,
-    "basins": {"yields": list(BASIN_YIELDS), "starts": BASIN_STARTS},
+    "basins": {
+        "yields": list(BASIN_YIELDS),
+        "scatter_yields": list(BASIN_SCATTER_YIELDS),
+        "scatter": BASIN_SCATTER,
+        "rounds": BASIN_ROUNDS,
+        "spread": BASIN_SPREAD,
+        "seed": BASIN_SEED,
+        "candidates": BASIN_CANDIDATES,
+        "starts": BASIN_STARTS,
+        "probe_starts": BASIN_PROBE_STARTS,
+        "trials": list(BASIN_TRIALS),
+        "same": BASIN_SAME,
+    },
 }
 
 

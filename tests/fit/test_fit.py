@@ -327,3 +327,89 @@ def test_mirror_start_reaches_the_deeper_well():
     assert float(m[alpha]) == pytest.approx(4.0)
     poi = config.poi_index
     assert float(m[poi]) == float(x[poi])  # an unconstrained parameter stays
+
+
+def test_scattered_starts():
+    """``scattered``: seeded random starts about a point, each constrained parameter
+    moved in units of its constraint width (Gaussian sigma, or 1/sqrt(tau) of a
+    Poisson term), unconstrained and fixed ones left alone, clipped to the bounds;
+    with an objective, a start where it is not finite is moved back towards the
+    centre until it is."""
+    from difflike.fit._restarts import constraint_widths, scattered
+
+    spec = {
+        "channels": [
+            {
+                "name": "SR",
+                "samples": [
+                    {
+                        "name": "b",
+                        "data": [10.0, 4.0],
+                        "modifiers": [
+                            {"name": "mu", "type": "normfactor", "data": None},
+                            {
+                                "name": "a",
+                                "type": "normsys",
+                                "data": {"hi": 1.2, "lo": 0.8},
+                            },
+                            {"name": "st", "type": "staterror", "data": [1.0, 0.5]},
+                            {"name": "sh", "type": "shapesys", "data": [2.0, 1.0]},
+                            {
+                                "name": "h",
+                                "type": "histosys",
+                                "data": {"hi_data": [14.0, 6.0], "lo_data": [6.0, 2.0]},
+                            },
+                        ],
+                    }
+                ],
+            }
+        ],
+        "observations": [{"name": "SR", "data": [11.0, 5.0]}],
+        "measurements": [
+            {
+                "name": "m",
+                "config": {"poi": "mu", "parameters": [{"name": "a", "fixed": True}]},
+            }
+        ],
+        "version": "1.0.0",
+    }
+    model, data = dl.load(spec)
+    cfg = model.config
+    width = np.asarray(constraint_widths(model))
+    idx = {n: cfg.par_slice(n) for n in ("mu", "a", "st", "sh", "h")}
+    np.testing.assert_allclose(width[idx["mu"]], 0.0)
+    np.testing.assert_allclose(width[idx["a"]], 1.0)
+    np.testing.assert_allclose(width[idx["h"]], 1.0)
+    # staterror: the relative uncertainty of each bin's total
+    np.testing.assert_allclose(width[idx["st"]], [0.1, 0.125])
+    # shapesys: tau = (nominal / uncertainty)^2, relative width 1/sqrt(tau)
+    np.testing.assert_allclose(width[idx["sh"]], [0.2, 0.25])
+
+    x = jnp.asarray(cfg.init, float)
+    free = ~cfg.fixed
+    key = jax.random.key(3)
+    starts = np.asarray(scattered(model, x, key, 200, 1.5, free))
+    assert starts.shape == (200, cfg.npars)
+    np.testing.assert_array_equal(starts, scattered(model, x, key, 200, 1.5, free))
+    lower, upper = np.asarray(cfg.bounds).T
+    assert np.all(starts >= lower) and np.all(starts <= upper)
+    moved = starts - np.asarray(x)
+    # unconstrained (mu) and fixed (a) parameters stay
+    np.testing.assert_array_equal(moved[:, idx["mu"]], 0.0)
+    np.testing.assert_array_equal(moved[:, idx["a"]], 0.0)
+    # the others spread by 1.5 widths (the histosys is not clipped at +-5 here)
+    spread = moved.std(axis=0)
+    np.testing.assert_allclose(spread[idx["h"]], 1.5, rtol=0.2)
+    np.testing.assert_allclose(spread[idx["sh"]], 1.5 * width[idx["sh"]], rtol=0.2)
+
+    # a spread that drives counts negative: the objective's non-finite starts
+    # are moved back until it is finite
+    def nll(p):
+        return -model.logpdf(p, data)
+
+    wide = np.asarray(scattered(model, x, key, 200, 6.0, free))
+    bad = ~np.isfinite(np.asarray(jax.vmap(nll)(jnp.asarray(wide))))
+    assert bad.any()
+    kept = np.asarray(scattered(model, x, key, 200, 6.0, free, nll))
+    assert np.isfinite(np.asarray(jax.vmap(nll)(jnp.asarray(kept)))).all()
+    np.testing.assert_array_equal(kept[~bad], wide[~bad])
