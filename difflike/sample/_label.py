@@ -99,10 +99,13 @@ BASIN_YIELDS = (-0.8,)
 #: pull, or all); labels that missed it were up to 11 too low in Delta on 14% of
 #: sampled rows (docs/sampling.md).
 BASIN_SCATTER_YIELDS = (2.0, 4.0)
-#: random starts per search point and round (:func:`difflike.fit._restarts.scattered`).
-#: With 12, which minima a seed found varied: labels of the same 200 rows of
-#: ATLAS-SUSY-2018-04 differed between two seeds by up to 10 in -ln L
-BASIN_SCATTER = 32
+#: random starts per data set and round (:func:`difflike.fit._restarts.scattered`),
+#: shared evenly among its search points: 32 at each of ATLAS-SUSY-2018-04's 8.
+#: With 12 per point, which minima a seed found varied: labels of the same 200
+#: rows of ATLAS-SUSY-2018-04 differed between two seeds by up to 10 in -ln L
+BASIN_DRAWS = 256
+#: the fewest random starts at a search point
+BASIN_MIN_DRAWS = 8
 #: rounds of random starts: the first about each search point's first minimum,
 #: each later one about the deepest found there so far (basin hopping). Later
 #: rounds reach deeper minima at the search points themselves, but on
@@ -213,6 +216,12 @@ def _trial_yields(b: np.ndarray) -> np.ndarray:
     return np.concatenate([*axes, f[:, None] * b[None, :]])
 
 
+def _unique_rows(a: np.ndarray) -> np.ndarray:
+    """``a`` ``(n, k)`` without repeated rows, in the order they first appear."""
+    _, first = np.unique(a, axis=0, return_index=True)
+    return a[np.sort(first)]
+
+
 def _search_yields(
     model: Model, targets: Target
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -247,7 +256,7 @@ def find_basins(
     multiples of its own post-fit background (a pre-fit expectation's can lie far
     below the observed one's, and yields scaled by the observed one would leave its
     expected counts negative and its fits failed), from the background-only fit and
-    from :data:`BASIN_SCATTER` random starts in each of :data:`BASIN_ROUNDS` rounds
+    from :data:`BASIN_DRAWS` random starts (shared among them) in each of :data:`BASIN_ROUNDS` rounds
     (:func:`~difflike.fit._restarts.scattered`, seed :data:`BASIN_SEED`: about the
     background-only fit, then about the deepest minimum found there so far); at the
     negative yields also from the probes and the mirror
@@ -293,8 +302,10 @@ def find_basins(
         for i in np.argsort(-gains, kind="stable"):
             if len(kept[owner[rows[i]]]) < BASIN_PROBE_STARTS:
                 kept[owner[rows[i]]].append(pars[i])
-    rows = np.repeat(np.arange(nrows), BASIN_SCATTER)
-    for r in range(BASIN_ROUNDS if BASIN_SCATTER else 0):
+    # the draws of a data set shared among its points
+    per_point = max(BASIN_DRAWS // int(np.bincount(owner).max()), BASIN_MIN_DRAWS)
+    rows = np.repeat(np.arange(nrows), per_point)
+    for r in range(BASIN_ROUNDS if BASIN_DRAWS else 0):
         # the first round about the background-only fit's minimum at each point,
         # each later one about the deepest minimum there so far (basin hopping)
         draws = _scatter_kernel(
@@ -303,9 +314,9 @@ def find_basins(
             jnp.asarray(centre),
             jnp.asarray(yields),
             jax.random.fold_in(jax.random.key(BASIN_SEED), r),
-            starts=BASIN_SCATTER,
+            starts=per_point,
             spread=BASIN_SPREAD,
-        )  # (nrows, BASIN_SCATTER, npars)
+        )  # (nrows, per_point, npars)
         t = owner[rows]
         out = _label_rows(
             paired,
@@ -395,7 +406,7 @@ def _choose_starts(model, targets, yields, owner, base, found, kept, paired):
     # the fit from init and from every candidate at every trial point of its data
     # set, in one batch
     trials = [
-        np.concatenate([_trial_yields(b), yields[owner == t]])
+        _unique_rows(np.concatenate([_trial_yields(b), yields[owner == t]]))
         for t, b in enumerate(_background(model, targets))
     ]
     init = np.asarray(targets.init)

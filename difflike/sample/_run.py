@@ -42,10 +42,11 @@ from difflike.histfactory import Model
 from difflike.sample import _dataset
 from difflike.sample._label import (
     BASIN_CANDIDATES,
+    BASIN_DRAWS,
+    BASIN_MIN_DRAWS,
     BASIN_PROBE_STARTS,
     BASIN_ROUNDS,
     BASIN_SAME,
-    BASIN_SCATTER,
     BASIN_SCATTER_YIELDS,
     BASIN_SEED,
     BASIN_SPREAD,
@@ -325,7 +326,8 @@ LABEL_RESTARTS = {
     "basins": {
         "yields": list(BASIN_YIELDS),
         "scatter_yields": list(BASIN_SCATTER_YIELDS),
-        "scatter": BASIN_SCATTER,
+        "draws": BASIN_DRAWS,
+        "min_draws": BASIN_MIN_DRAWS,
         "rounds": BASIN_ROUNDS,
         "spread": BASIN_SPREAD,
         "seed": BASIN_SEED,
