@@ -297,7 +297,7 @@ def find_basins(
     # the probes' minima are starts whatever the random starts find (at most
     # BASIN_PROBE_STARTS per data set, the largest gains first)
     kept = [[] for _ in range(len(targets.nll0))]
-    if found:
+    if probed.any():  # found[0] is the probes' pass
         rows, gains, pars = found[0]
         for i in np.argsort(-gains, kind="stable"):
             if len(kept[owner[rows[i]]]) < BASIN_PROBE_STARTS:
