@@ -93,26 +93,22 @@ RESTART_MAX_ITER = 100
 #: (docs/sampling.md).
 BASIN_YIELDS = (-0.8,)
 #: where :func:`find_basins` also looks from random starts: each signal bin alone at
-#: these multiples of its post-fit background, and every bin together at each. On ATLAS-SUSY-2018-04 a minimum with four jet-energy-resolution
-#: pulls flipped together lies up to 14 deeper in -ln L at large yields in the
+#: these multiples of its post-fit background, and every bin together at each. On
+#: ATLAS-SUSY-2018-04 a minimum with four jet-energy-resolution pulls flipped together lies up to 14 deeper in -ln L at large yields in the
 #: second region than where Newton, the probes or the mirror end (they move one
 #: pull, or all); labels that missed it were up to 11 too low in Delta on 14% of
 #: sampled rows (docs/sampling.md).
 BASIN_SCATTER_YIELDS = (2.0, 4.0)
-#: random starts per data set and round (:func:`difflike.fit._restarts.scattered`),
+#: random starts per data set (:func:`difflike.fit._restarts.scattered`),
 #: shared evenly among its search points: 32 at each of ATLAS-SUSY-2018-04's 8.
 #: With 12 per point, which minima a seed found varied: labels of the same 200
 #: rows of ATLAS-SUSY-2018-04 differed between two seeds by up to 10 in -ln L
 BASIN_DRAWS = 256
 #: the fewest random starts at a search point
 BASIN_MIN_DRAWS = 8
-#: rounds of random starts: the first about each search point's first minimum,
-#: each later one about the deepest found there so far (basin hopping). Later
-#: rounds reach deeper minima at the search points themselves, but on
-#: ATLAS-SUSY-2018-04 those served labels elsewhere worse than the first round's
-#: (16 of 200 observed rows up to 9 shallower in -ln L): one round
-BASIN_ROUNDS = 1
-#: their spread about the background-only fit, in constraint widths
+#: their spread, in constraint widths, about the first minimum at each search point
+#: (drawing again about the deepest one found there, basin hopping, reached deeper
+#: minima at the search points but served labels elsewhere worse: docs/benchmarks.md)
 BASIN_SPREAD = 1.5
 #: the seed of the random starts (a dataset records it)
 BASIN_SEED = 0
@@ -256,16 +252,13 @@ def find_basins(
     multiples of its own post-fit background (a pre-fit expectation's can lie far
     below the observed one's, and yields scaled by the observed one would leave its
     expected counts negative and its fits failed), from the background-only fit and
-    from :data:`BASIN_DRAWS` random starts (shared among them) in each of :data:`BASIN_ROUNDS` rounds
-    (:func:`~difflike.fit._restarts.scattered`, seed :data:`BASIN_SEED`: about the
-    background-only fit, then about the deepest minimum found there so far); at the
-    negative yields also from the probes and the mirror
-    (:mod:`difflike.fit._restarts`). Each search point's deepest minimum, where it
-    lies at least :data:`BASIN_MIN_GAIN` below the fit from the background-only fit,
-    is another start: at most :data:`BASIN_STARTS` per data set, the largest gains
-    first, one of any that lie within :data:`BASIN_SAME` of each other. The
-    background-only fit is then made again from each: a deeper minimum there becomes
-    the reference, and the old one a start.
+    from :data:`BASIN_DRAWS` random starts shared among the points
+    (:func:`~difflike.fit._restarts.scattered`, seed :data:`BASIN_SEED`, about the
+    first minimum at each point); at the negative yields also from the probes and
+    the mirror (:mod:`difflike.fit._restarts`). The probes' minima are starts
+    (:data:`BASIN_PROBE_STARTS`), and :func:`_choose_starts` chooses others among
+    every minimum found. The background-only fit is then made again from each
+    start: a deeper minimum there becomes the reference, and the old one a start.
     """
     config = model.config
     zero = jnp.zeros(config.nsignal)
@@ -276,47 +269,43 @@ def find_basins(
     first = _label_rows(partial(_label_kernel, model, targets, **kw), 64, yields)
     mine = (np.arange(nrows), owner)  # each point against its own data set
     base = np.where(first[2][mine], first[1][mine], np.inf)  # (nrows,)
-    best = base.copy()  # each point's deepest minimum so far, and where it lies
-    centre = np.array(first[4])[mine]
+    centre = np.array(first[4])[mine]  # where the random starts are drawn about
     found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
 
     def seen(rows, nll, ok, pars):
-        """Record the minima deeper than the first fit's, and each point's best."""
+        """Record the minima deeper than the first fit's at their points."""
         deeper = ok & (nll < base[rows] - BASIN_MIN_GAIN)
         found.append((rows[deeper], base[rows[deeper]] - nll[deeper], pars[deeper]))
-        for r, v, x in zip(rows[deeper], nll[deeper], pars[deeper]):
-            if v < best[r]:
-                best[r], centre[r] = v, x
+        return deeper
 
+    # the probes' minima are starts whatever the random starts find (at most
+    # BASIN_PROBE_STARTS per data set, the largest gains first)
+    kept = [[] for _ in range(len(targets.nll0))]
     if probed.any():
         rows = np.flatnonzero(probed)
         kernel = partial(_restart_kernel, model, targets, probes=RESTART_PROBES, **kw)
         again = _label_rows(kernel, 64, yields[rows], first[4][rows])
         at = (np.arange(len(rows)), owner[rows])
-        seen(rows, again[1][at], again[2][at], np.asarray(again[4])[at])
-    # the probes' minima are starts whatever the random starts find (at most
-    # BASIN_PROBE_STARTS per data set, the largest gains first)
-    kept = [[] for _ in range(len(targets.nll0))]
-    if probed.any():  # found[0] is the probes' pass
+        pars = np.asarray(again[4])[at]
+        deeper = seen(rows, again[1][at], again[2][at], pars)
+        centre[rows[deeper]] = pars[deeper]
         rows, gains, pars = found[0]
         for i in np.argsort(-gains, kind="stable"):
             if len(kept[owner[rows[i]]]) < BASIN_PROBE_STARTS:
                 kept[owner[rows[i]]].append(pars[i])
-    # the draws of a data set shared among its points
-    per_point = max(BASIN_DRAWS // int(np.bincount(owner).max()), BASIN_MIN_DRAWS)
-    rows = np.repeat(np.arange(nrows), per_point)
-    for r in range(BASIN_ROUNDS if BASIN_DRAWS else 0):
-        # the first round about the background-only fit's minimum at each point,
-        # each later one about the deepest minimum there so far (basin hopping)
+    if BASIN_DRAWS:
+        # the draws of a data set shared among its points
+        per_point = max(BASIN_DRAWS // int(np.bincount(owner).max()), BASIN_MIN_DRAWS)
         draws = _scatter_kernel(
             model,
             targets.data[owner],
             jnp.asarray(centre),
             jnp.asarray(yields),
-            jax.random.fold_in(jax.random.key(BASIN_SEED), r),
+            jax.random.fold_in(jax.random.key(BASIN_SEED), 0),
             starts=per_point,
             spread=BASIN_SPREAD,
         )  # (nrows, per_point, npars)
+        rows = np.repeat(np.arange(nrows), per_point)
         t = owner[rows]
         out = _label_rows(
             paired,
@@ -451,9 +440,8 @@ def _choose_starts(model, targets, yields, owner, base, found, kept, paired):
                 np.minimum(np.where(np.isfinite(deepest), deepest - v, 1e6), 1e6),
                 0.0,
             )
-            total = np.maximum(lower, 0.0).sum(axis=1)
-            j = int(np.argmax(total)) if len(total) else 0
-            if not len(total) or lower[j].max() < BASIN_MIN_GAIN:
+            j = int(np.argmax(np.maximum(lower, 0.0).sum(axis=1)))
+            if lower[j].max() < BASIN_MIN_GAIN:
                 break
             chosen.append(cands[j])
             deepest = np.minimum(deepest, v[j])
